@@ -1,0 +1,146 @@
+"""The small protocol every agent of the suite follows, plus SB3-style conveniences.
+
+An agent works in a normalised action space, [-1, 1] per dimension: the replay store holds those
+actions and the training loop maps them to the env's bounds. An agent implements four methods:
+  act(obs, deterministic)      -> normalised action for one observation
+  train_step(replay)           -> metrics dict; the agent samples its own batches (uniform, fading, ...)
+  state_dict() / load_state_dict(state)   nested tensors, arrays and scalars (see robo_rl.checkpoint)
+and inherits predict / learn / save / load.
+"""
+from __future__ import annotations
+
+import abc
+import importlib
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import gymnasium as gym
+import numpy as np
+
+from robo_rl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+
+def space_to_json(space: gym.spaces.Box) -> dict[str, Any]:
+    return {
+        "shape": list(space.shape),
+        "dtype": str(space.dtype),
+        "low": np.asarray(space.low, dtype=np.float64).ravel().tolist(),
+        "high": np.asarray(space.high, dtype=np.float64).ravel().tolist(),
+    }
+
+
+def space_from_json(data: Mapping[str, Any]) -> gym.spaces.Box:
+    shape, dtype = tuple(data["shape"]), np.dtype(data["dtype"])
+    low = np.asarray(data["low"], dtype=np.float64).reshape(shape).astype(dtype)
+    high = np.asarray(data["high"], dtype=np.float64).reshape(shape).astype(dtype)
+    return gym.spaces.Box(low, high, shape=shape, dtype=dtype)
+
+
+def to_env_action(action: np.ndarray, space: gym.spaces.Box) -> np.ndarray:
+    """Map a normalised action in [-1, 1] to the env's bounds."""
+    action = np.clip(action, -1.0, 1.0)
+    return (space.low + (action + 1.0) * 0.5 * (space.high - space.low)).astype(space.dtype)
+
+
+def check_box(space: gym.Space, what: str) -> gym.spaces.Box:
+    if not isinstance(space, gym.spaces.Box):
+        raise TypeError(f"{what} must be a Box space, got {type(space).__name__}")
+    if what == "action space" and not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        raise ValueError("action space must be bounded: continuous-control agents act in [-1, 1] mapped to the bounds")
+    return space
+
+
+class Agent(abc.ABC):
+    """Base class: subclasses build their networks in __init__ from spaces, config and seed."""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Mapping[str, Any], seed: int = 0) -> None:
+        self.observation_space = check_box(observation_space, "observation space")
+        self.action_space = check_box(action_space, "action space")
+        self.config = dict(config)
+        self.seed = int(seed)
+        self.action_dim = int(np.prod(action_space.shape))
+        self.learning_starts = int(self.config.get("learning_starts", 0))
+        self.replay_size = int(self.config.get("replay_size", 1_000_000))
+
+    # --- the protocol -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """Normalised action in [-1, 1] for a single observation."""
+
+    @abc.abstractmethod
+    def train_step(self, replay: Any) -> dict[str, float]:
+        """The agent's updates for one env step; returns scalar metrics."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue training: networks, optimisers, counters, own RNGs."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+    # --- SB3-style conveniences ---------------------------------------------------------------
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Action in the env's own bounds for one observation."""
+        return to_env_action(self.act(np.asarray(obs), deterministic), self.action_space)
+
+    def learn(
+        self,
+        total_steps: int,
+        env: gym.Env,
+        eval_env: gym.Env | None = None,
+        run_dir: str | Path | None = None,
+        callbacks: Iterable[Any] = (),
+        **trainer_kwargs: Any,
+    ) -> "Agent":
+        from robo_rl.train import Trainer
+
+        Trainer(self, env, total_steps=total_steps, eval_env=eval_env, run_dir=run_dir,
+                callbacks=callbacks, seed=self.seed, **trainer_kwargs).run()
+        return self
+
+    def describe(self) -> dict[str, Any]:
+        cls = type(self)
+        return {
+            "target": f"{cls.__module__}.{cls.__qualname__}",
+            "config": self.config,
+            "seed": self.seed,
+            "observation_space": space_to_json(self.observation_space),
+            "action_space": space_to_json(self.action_space),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        return save_checkpoint(path, {"agent": self.state_dict()}, {"agent": self.describe()})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Agent":
+        state, info = load_checkpoint(path)
+        return agent_from_info(info, path, state)
+
+
+def agent_class(target: str, source: str | Path = "config") -> type[Agent]:
+    """Resolve a dotted class path, refusing anything that is not an Agent subclass."""
+    module_name, _, class_name = target.rpartition(".")
+    try:
+        obj = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError):
+        raise CheckpointError(f"{source}: agent class '{target}' cannot be imported") from None
+    if not (isinstance(obj, type) and issubclass(obj, Agent)):
+        raise CheckpointError(f"{source}: '{target}' is not a robo-rl agent class")
+    return obj
+
+
+def agent_from_info(info: Mapping[str, Any], source: str | Path, state: Mapping[str, Any] | None = None) -> Agent:
+    """Rebuild an agent from a checkpoint's metadata (and load its state when given)."""
+    try:
+        desc = info["agent"]
+        cls = agent_class(desc["target"], source)
+        agent = cls(space_from_json(desc["observation_space"]), space_from_json(desc["action_space"]),
+                    desc["config"], desc["seed"])
+    except KeyError as exc:
+        raise CheckpointError(f"{source}: checkpoint metadata lacks {exc}") from None
+    if state is not None:
+        try:
+            agent.load_state_dict(state["agent"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise CheckpointError(f"{source}: agent state does not fit {desc['target']} ({exc})") from None
+    return agent

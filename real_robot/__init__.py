@@ -1,0 +1,1 @@
+"""Deployment of trained policies to ROS arms."""

@@ -1,0 +1,1 @@
+"""Learned rewards. The default reward is the environment's own (`reward=env`)."""

@@ -1,0 +1,149 @@
+"""robo-rl command line.
+
+  robo-rl train [key=value ...] [-m]     train (Hydra overrides; -m/--multirun sweeps, e.g. seed=0,1,2)
+  robo-rl train resume=<run dir>         continue a run from its last checkpoint
+  robo-rl eval run=<run dir> [episodes=10] [video=true]
+  robo-rl bench <name> [--quick]         benchmarks: throughput
+  robo-rl options <group>                list the choices of a config group (agent, env, reward, train)
+
+Bad input prints one line naming the bad key or value and exits with code 2.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import robo_rl  # noqa: F401  (sets MUJOCO_GL before anything imports mujoco)
+
+USAGE = __doc__.strip()
+EXIT_BAD_INPUT = 2
+
+
+class UsageError(ValueError):
+    pass
+
+
+def _fail(message: str) -> int:
+    print(f"robo-rl: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _key_values(args: list[str], allowed: dict[str, type]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for arg in args:
+        key, sep, raw = arg.partition("=")
+        if not sep or key not in allowed:
+            raise UsageError(f"unknown argument '{arg}' (valid: {', '.join(k + '=' for k in allowed)})")
+        kind = allowed[key]
+        try:
+            values[key] = raw.lower() in ("1", "true", "yes") if kind is bool else kind(raw)
+        except ValueError:
+            raise UsageError(f"argument '{key}' expects {kind.__name__}, got '{raw}'") from None
+    return values
+
+
+def cmd_train(args: list[str]) -> int:
+    from robo_rl.config import compose, sweep_samples, validate_overrides
+    from robo_rl.runs import check_config, load_run_config, train_run
+
+    resume = [a for a in args if a.startswith("resume=")]
+    if resume:
+        run_dir = Path(resume[0].split("=", 1)[1])
+        extra = [a for a in args if not a.startswith("resume=")]
+        cfg = load_run_config(run_dir)
+        steps = _key_values(extra, {"train.steps": int}).get("train.steps")
+        if steps is not None:
+            cfg.train.steps = steps
+        train_run(cfg, run_dir, resume=True)
+        print(f"robo-rl: run folder {run_dir}")
+        return 0
+    overrides = [a for a in args if a not in ("-m", "--multirun")]
+    validate_overrides(overrides)
+    for combination in sweep_samples(overrides):
+        check_config(compose(combination))
+    _hydra_train(args)
+    return 0
+
+
+def _hydra_train(args: list[str]) -> None:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import DictConfig
+
+    @hydra.main(config_path="pkg://robo_rl.configs", config_name="config", version_base="1.3")
+    def task(cfg: DictConfig) -> float:
+        from robo_rl.runs import train_run
+
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        result = train_run(cfg, run_dir)
+        print(f"robo-rl: eval return {result['mean_return']:.1f} +- {result['std_return']:.1f} "
+              f"(random policy {result['random_policy']['mean_return']:.1f})")
+        print(f"robo-rl: run folder {run_dir}  (config.yaml, checkpoint.safetensors, tb/, eval.json, "
+              f"learning_curve.png{', policy.mp4' if cfg.train.video_steps else ''})")
+        return float(result["mean_return"])
+
+    argv = sys.argv
+    sys.argv = ["robo-rl train", *args]
+    try:
+        task()
+    finally:
+        sys.argv = argv
+
+
+def cmd_eval(args: list[str]) -> int:
+    from robo_rl.runs import eval_run
+
+    opts = _key_values(args, {"run": str, "episodes": int, "video": bool, "seed": int})
+    if "run" not in opts:
+        raise UsageError("eval needs run=<run folder or checkpoint file>")
+    result = eval_run(opts["run"], int(opts.get("episodes", 10)), int(opts.get("seed", 20_000)), bool(opts.get("video", False)))
+    line = f"robo-rl: eval return {result['mean_return']:.1f} +- {result['std_return']:.1f} over {result['episodes']} episodes"
+    if "success_rate" in result:
+        line += f", success {100 * result['success_rate']:.0f}%"
+    print(line)
+    return 0
+
+
+def cmd_bench(args: list[str]) -> int:
+    from robo_rl.bench import BENCHMARKS, run_benchmark
+
+    if not args or args[0] not in BENCHMARKS:
+        raise UsageError(f"bench needs a benchmark name (valid: {', '.join(BENCHMARKS)})")
+    run_benchmark(args[0], args[1:])
+    return 0
+
+
+def cmd_options(args: list[str]) -> int:
+    from robo_rl.config import GROUPS, group_options
+
+    if len(args) != 1 or args[0] not in GROUPS:
+        raise UsageError(f"options needs one group (valid: {', '.join(GROUPS)})")
+    print("\n".join(group_options(args[0])))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "options": cmd_options}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from robo_rl.checkpoint import CheckpointError
+    from robo_rl.config import ConfigError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        return _fail(f"unknown command '{argv[0]}' (valid: {', '.join(COMMANDS)})")
+    try:
+        return command(argv[1:])
+    except (ConfigError, UsageError, CheckpointError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        print("robo-rl: interrupted; the last checkpoint is kept (resume with: robo-rl train resume=<run dir>)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

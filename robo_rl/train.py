@@ -1,0 +1,204 @@
+"""The one training loop every agent uses.
+
+    env.step -> replay.add -> agent.train_step(replay) -> eval / checkpoint / log
+
+Resumability: a checkpoint is written at the first episode end after each `checkpoint_every`
+steps (just before the next reset). It holds the agent, the replay store, the loop counters and
+every RNG that the loop touches (torch, the warm-up sampler, the env's), so a run killed at any
+moment and resumed continues exactly where the checkpoint left it: on CPU with a fixed seed it
+reaches the same parameters as a run that was never interrupted.
+"""
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from robo_rl.agents.base import Agent, to_env_action
+from robo_rl.callbacks import Callback
+from robo_rl.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from robo_rl.evaluate import evaluate
+from robo_rl.logger import ProgressBar, RunLogger, write_json
+from robo_rl.replay import ReplayBuffer
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def env_rng_state(env: gym.Env) -> dict[str, Any]:
+    """RNG states the env will draw from at its next reset (Gymnasium and dm_control)."""
+    base = env.unwrapped
+    state: dict[str, Any] = {}
+    if getattr(base, "_np_random", None) is not None:
+        state["np_random"] = base._np_random.bit_generator.state
+    task = getattr(getattr(base, "_env", None), "task", None)
+    if task is not None and hasattr(task, "random"):
+        state["dm_random"] = list(task.random.get_state())
+    return state
+
+
+def set_env_rng_state(env: gym.Env, state: dict[str, Any]) -> None:
+    base = env.unwrapped
+    if "np_random" in state:
+        base._np_random = np.random.Generator(getattr(np.random, state["np_random"]["bit_generator"])())
+        base._np_random.bit_generator.state = state["np_random"]
+    if "dm_random" in state:
+        base._env.task.random.set_state(tuple(state["dm_random"]))
+
+
+class Trainer:
+    def __init__(
+        self,
+        agent: Agent,
+        env: gym.Env,
+        *,
+        total_steps: int,
+        run_dir: str | Path | None = None,
+        eval_env: gym.Env | None = None,
+        eval_every: int = 5000,
+        eval_episodes: int = 10,
+        checkpoint_every: int = 10000,
+        save_replay: bool = True,
+        log_every: int = 1000,
+        progress: bool = True,
+        seed: int = 0,
+        callbacks: Iterable[Callback] = (),
+        run_info: dict[str, Any] | None = None,
+    ) -> None:
+        self.agent, self.env, self.eval_env = agent, env, eval_env
+        self.total_steps = int(total_steps)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.eval_every, self.eval_episodes = int(eval_every), int(eval_episodes)
+        self.checkpoint_every, self.save_replay = int(checkpoint_every), bool(save_replay)
+        self.log_every, self.progress_enabled = int(log_every), bool(progress)
+        self.seed = int(seed)
+        self.callbacks = list(callbacks)
+        self.run_info = run_info or {}
+        obs_space = env.observation_space
+        self.replay = ReplayBuffer(obs_space.shape, agent.action_dim, min(agent.replay_size, self.total_steps),
+                                   obs_dtype=obs_space.dtype, seed=self.seed)
+        self.rng = np.random.default_rng(self.seed)  # warm-up actions
+        self.step = 0
+        self.episodes = 0
+        self.next_checkpoint = self.checkpoint_every
+        self.evaluations: list[dict[str, Any]] = []
+        self.resumed_from: int | None = None
+        self.stop_requested = False
+
+    # --- checkpoints --------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return self.run_dir / CHECKPOINT_NAME if self.run_dir is not None else None
+
+    def save(self) -> Path | None:
+        if self.checkpoint_path is None:
+            return None
+        state = {
+            "agent": self.agent.state_dict(),
+            "loop": {"step": self.step, "episodes": self.episodes, "next_checkpoint": self.next_checkpoint},
+            "rng": {"torch": torch.get_rng_state(), "warmup": self.rng.bit_generator.state, "env": env_rng_state(self.env)},
+            "evaluations": self.evaluations,
+        }
+        if self.save_replay:
+            state["replay"] = self.replay.state_dict()
+        info = {"step": self.step, "agent": self.agent.describe(), "has_replay": self.save_replay, **self.run_info}
+        return save_checkpoint(self.checkpoint_path, state, info)
+
+    def resume(self) -> bool:
+        """Continue from the run folder's checkpoint if there is one."""
+        if self.checkpoint_path is None or not self.checkpoint_path.exists():
+            return False
+        state, _ = load_checkpoint(self.checkpoint_path)
+        self.agent.load_state_dict(state["agent"])
+        loop = state["loop"]
+        self.step, self.episodes, self.next_checkpoint = loop["step"], loop["episodes"], loop["next_checkpoint"]
+        torch.set_rng_state(state["rng"]["torch"])
+        self.rng.bit_generator.state = state["rng"]["warmup"]
+        set_env_rng_state(self.env, state["rng"]["env"])
+        self.evaluations = list(state.get("evaluations", []))
+        if "replay" in state:
+            self.replay.load_state_dict(state["replay"])
+        self.resumed_from = self.step
+        return True
+
+    # --- the loop -----------------------------------------------------------------------------
+    def _evaluate(self) -> dict[str, Any]:
+        result = evaluate(self.agent, self.eval_env, self.eval_episodes, seed=10_000 + 100 * self.seed)
+        result = {"step": self.step, **result}
+        self.evaluations.append(result)
+        return result
+
+    def run(self) -> list[dict[str, Any]]:
+        logger = RunLogger(self.run_dir, resume_step=self.resumed_from) if self.run_dir is not None else None
+        bar = ProgressBar(self.total_steps, start=self.step, enabled=self.progress_enabled)
+        for cb in self.callbacks:
+            cb.on_training_start(self)
+        obs, _ = self.env.reset(seed=self.seed) if self.resumed_from is None else self.env.reset()
+        ep_return, ep_len, ep_success = 0.0, 0, None
+        t_log, s_log = time.perf_counter(), self.step
+        try:
+            while self.step < self.total_steps and not self.stop_requested:
+                if self.step < self.agent.learning_starts:
+                    action = self.rng.uniform(-1.0, 1.0, size=self.agent.action_dim).astype(np.float32)
+                else:
+                    action = self.agent.act(obs, deterministic=False)
+                next_obs, reward, terminated, truncated, info = self.env.step(to_env_action(action, self.env.action_space))
+                self.replay.add(obs, action, reward, next_obs, terminated)
+                obs = next_obs
+                self.step += 1
+                ep_return += float(reward)
+                ep_len += 1
+                if "success" in info:
+                    ep_success = bool(ep_success) or bool(info["success"])
+                metrics = self.agent.train_step(self.replay) if self.step >= self.agent.learning_starts else {}
+                if logger is not None and metrics and self.step % self.log_every == 0:
+                    now = time.perf_counter()
+                    logger.record(self.step, metrics, "train")
+                    logger.record(self.step, {"steps_per_second": (self.step - s_log) / (now - t_log)}, "time")
+                    t_log, s_log = now, self.step
+                if self.eval_env is not None and self.eval_every > 0 and self.step % self.eval_every == 0:
+                    result = self._evaluate()
+                    bar.update(self.step, result["mean_return"])
+                    if logger is not None:
+                        scalars = {k: result[k] for k in ("mean_return", "std_return", "success_rate") if k in result}
+                        logger.record(self.step, scalars, "eval")
+                        write_json(self.run_dir / "evaluations.json", self.evaluations)
+                    for cb in self.callbacks:
+                        cb.on_eval(self, result)
+                for cb in self.callbacks:
+                    if cb.on_step(self) is False:
+                        self.stop_requested = True
+                if terminated or truncated:
+                    self.episodes += 1
+                    if logger is not None:
+                        logger.episode(self.step, self.episodes, ep_return, ep_len, ep_success)
+                    for cb in self.callbacks:
+                        cb.on_episode_end(self, ep_return, ep_len)
+                    if self.step >= self.next_checkpoint and self.run_dir is not None:
+                        while self.next_checkpoint <= self.step:
+                            self.next_checkpoint += self.checkpoint_every
+                        if logger is not None:
+                            logger.flush()
+                        self.save()
+                    obs, _ = self.env.reset()
+                    ep_return, ep_len, ep_success = 0.0, 0, None
+                if self.step % 100 == 0:
+                    bar.update(self.step)
+            bar.update(self.step)
+            if self.run_dir is not None:
+                self.save()
+        finally:
+            bar.close()
+            for cb in self.callbacks:
+                cb.on_training_end(self)
+            if logger is not None:
+                logger.close()
+        return self.evaluations
