@@ -28,9 +28,10 @@ def active_context(context: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in context.items() if v is not None}
 
 
-class ContextWrapper(gym.Wrapper):
+class ContextWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env, context: Mapping[str, Any]) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, context=dict(context))
+        gym.Wrapper.__init__(self, env)
         self.model, _ = mujoco_handles(env)
         m = self.model
         self._nominal = {

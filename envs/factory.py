@@ -64,11 +64,12 @@ def check_env_config(cfg: Mapping[str, Any]) -> None:
         raise ValueError(f"env.pixels needs size >= 8 and at least one camera, got {dict(pixels)}")
 
 
-class Float32Observation(gym.ObservationWrapper):
+class Float32Observation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """State observations as float32 in an unbounded Box (Meta-World clips; dm_control is a dict)."""
 
     def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
         space = env.observation_space
         if isinstance(space, gym.spaces.Dict):
             size = sum(int(np.prod(s.shape)) for s in space.values())

@@ -14,9 +14,10 @@ import numpy as np
 from robo_rl.envs.render import CameraRenderer
 
 
-class PixelObservation(gym.ObservationWrapper):
+class PixelObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env, size: int = 84, frame_stack: int = 3, cameras: Sequence[str] = ("default",)) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, size=size, frame_stack=frame_stack, cameras=list(cameras))
+        gym.ObservationWrapper.__init__(self, env)
         if frame_stack < 1:
             raise ValueError(f"pixels.frame_stack must be >= 1, got {frame_stack}")
         self.renderer = CameraRenderer(env, list(cameras), size)

@@ -62,25 +62,32 @@ class CameraRenderer:
 
     def _tracking_camera(self) -> mujoco.MjvCamera:
         # Gymnasium's MuJoCo envs carry a default camera configuration; follow it, else track body 1.
+        # Tracking is done by hand (a free camera re-aimed before each frame): MuJoCo's own tracking
+        # camera low-pass filters its motion, so a frame would depend on earlier frames.
         camera = mujoco.MjvCamera()
         mujoco.mjv_defaultFreeCamera(self.model, camera)
-        config = getattr(getattr(self.env.unwrapped, "mujoco_renderer", None), "default_cam_config", None) or {}
-        if self.model.nbody > 1 and "trackbodyid" not in config:
-            camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
-            camera.trackbodyid = 1
+        config = dict(getattr(getattr(self.env.unwrapped, "mujoco_renderer", None), "default_cam_config", None) or {})
+        self._track_body = int(config.pop("trackbodyid", 1 if self.model.nbody > 1 else -1))
+        config.pop("type", None)
+        if "distance" not in config:
             camera.distance = 3.0 * float(self.model.stat.extent) ** 0.5
         for key, value in config.items():
-            if key == "trackbodyid":
-                camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
             if isinstance(value, np.ndarray):
                 getattr(camera, key)[:] = value
             else:
                 setattr(camera, key, value)
+        self._lookat_offset = camera.lookat.copy() if "lookat" in config else np.zeros(3)
         return camera
+
+    def _aim(self, camera: mujoco.MjvCamera) -> None:
+        if self._track_body >= 0:
+            camera.lookat[:] = self.data.subtree_com[self._track_body] + self._lookat_offset
 
     def render(self) -> list[np.ndarray]:
         frames = []
         for camera in self.cameras:
+            if isinstance(camera, mujoco.MjvCamera):
+                self._aim(camera)
             self.renderer.update_scene(self.data, camera=camera)
             frames.append(self.renderer.render())
         return frames

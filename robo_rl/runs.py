@@ -86,6 +86,8 @@ def train_run(cfg: DictConfig, run_dir: str | Path, resume: bool = False) -> dic
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"agent '{cfg.agent.get('name')}': {exc}") from None
     if not resume:
+        if (run_dir / "checkpoint.safetensors").exists():
+            raise ConfigError(f"run folder '{run_dir}' already holds a run (continue it with resume={run_dir})")
         OmegaConf.save(cfg, run_dir / CONFIG_NAME, resolve=True)
     train = cfg.train
     trainer = Trainer(

@@ -1,0 +1,25 @@
+# Two commands on a fresh machine: `make demo` and `make test` (both run the setup first).
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_WORKERS ?= 2
+
+.PHONY: setup demo test bench-throughput clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+
+# Train the default agent on the default MuJoCo task for a short budget, evaluate it, and write a
+# run folder (config, checkpoint, TensorBoard events, eval.json, learning curve, policy video).
+demo: setup
+	$(BIN)/robo-rl train train=demo agent.learning_starts=5000
+
+test: setup
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q --durations=15
+
+bench-throughput: setup
+	$(BIN)/robo-rl bench throughput
+
+clean:
+	rm -rf runs outputs multirun .pytest_cache

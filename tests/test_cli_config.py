@@ -1,0 +1,85 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from robo_rl.config import ConfigError, compose, group_options, validate_overrides
+
+BAD_INPUTS = [
+    (["agent=nope"], "unknown agent 'nope'"),
+    (["env=marsrover"], "unknown env 'marsrover'"),
+    (["train.stepz=5"], "unknown config key 'train.stepz'"),
+    (["train.steps=lots"], "config key 'train.steps' expects int, got 'lots'"),
+    (["train.progress=maybe"], "config key 'train.progress' expects bool"),
+    (["env.context.wind=3"], "unknown config key 'env.context.wind'"),
+    (["seed=1.5"], "config key 'seed' expects int"),
+    (["train.steps=-5"], "'train.steps' must be > 0, got -5"),
+    (["env=metaworld", "env.id=fly-v3"], "env.id 'fly-v3' is not a metaworld task"),
+    (["-m", "seed=0,1", "agent=sb3_sac,nope"], "unknown agent 'nope'"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUTS)
+def test_bad_input_gives_one_line_and_exit_2(cli, args, message):
+    result = cli("train", *args)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_other_commands_reject_bad_input(cli, tmp_path):
+    assert cli("fly").returncode == 2
+    assert cli("bench", "nope").returncode == 2
+    result = cli("eval", f"run={tmp_path / 'missing'}")
+    assert result.returncode == 2 and "no checkpoint" in result.stderr
+    result = cli("train", f"resume={tmp_path}")
+    assert result.returncode == 2 and "config.yaml" in result.stderr
+
+
+def test_group_options_list_configs():
+    assert {"sb3_sac", "sb3_td3"} <= set(group_options("agent"))
+    assert {"halfcheetah", "metaworld", "dmc"} <= set(group_options("env"))
+    assert "_common" not in group_options("env")
+
+
+def test_compose_applies_overrides():
+    cfg = compose(["agent=sb3_td3", "env=hopper", "train.steps=123", "seed=7"])
+    assert cfg.agent.algo == "TD3" and cfg.env.id == "Hopper-v5" and cfg.train.steps == 123 and cfg.seed == 7
+    assert cfg.env.pixels.size == 84  # shared env defaults are composed in
+    validate_overrides(["agent=sb3_td3", "agent.hyperparams.learning_rate=0.001"])
+    with pytest.raises(ConfigError, match="learning_rate"):
+        validate_overrides(["agent.hyperparams.learning_rate=fast"])
+
+
+SMOKE = ["train=smoke", "agent.learning_starts=100", "env.max_episode_steps=100", "agent.hyperparams.batch_size=32"]
+
+
+@pytest.mark.parametrize("agent", ["sb3_sac", "sb3_td3"])
+def test_train_then_eval_smoke(cli, tmp_path, agent):
+    result = cli("train", f"agent={agent}", *SMOKE, "train.video_steps=20", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = tmp_path / "run"
+    for name in ("config.yaml", "checkpoint.safetensors", "eval.json", "evaluations.json", "learning_curve.png",
+                 "policy.mp4", "episodes.csv", "metrics.jsonl"):
+        assert (run / name).is_file(), name
+    assert any((run / "tb").iterdir())
+    evaluation = json.loads((run / "eval.json").read_text())
+    assert evaluation["episodes"] == 2 and "random_policy" in evaluation
+    assert [e["step"] for e in json.loads((run / "evaluations.json").read_text())] == [300, 600]
+    result = cli("eval", f"run={run}", "episodes=2")
+    assert result.returncode == 0 and "eval return" in result.stdout
+    # the folder already holds a run: training into it again is refused, not silently mixed
+    result = cli("train", f"agent={agent}", *SMOKE, f"hydra.run.dir={run}")
+    assert result.returncode != 0
+
+
+def test_multirun_sweeps_seeds(cli, tmp_path):
+    result = cli("train", "-m", "seed=1,2", *SMOKE, "train.steps=200", "train.eval_every=0",
+                 f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    runs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert runs == ["0_sb3_sac_halfcheetah_s1", "1_sb3_sac_halfcheetah_s2"]
+    for name in runs:
+        assert (tmp_path / "sweep" / name / "checkpoint.safetensors").is_file()
