@@ -83,3 +83,13 @@ def test_multirun_sweeps_seeds(cli, tmp_path):
     assert runs == ["0_sb3_sac_halfcheetah_s1", "1_sb3_sac_halfcheetah_s2"]
     for name in runs:
         assert (tmp_path / "sweep" / name / "checkpoint.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_multirun_on_local_ray(cli, tmp_path):
+    result = cli("train", "-m", "seed=1,2", *SMOKE, "train.steps=200", "train.eval_every=0", "hydra/launcher=ray",
+                 f"hydra.sweep.dir={tmp_path / 'ray'}",
+                 env={"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    for name in ("0_sb3_sac_halfcheetah_s1", "1_sb3_sac_halfcheetah_s2"):
+        assert (tmp_path / "ray" / name / "eval.json").is_file()
