@@ -53,6 +53,9 @@ def check_box(space: gym.Space, what: str) -> gym.spaces.Box:
 class Agent(abc.ABC):
     """Base class: subclasses build their networks in __init__ from spaces, config and seed."""
 
+    # Before `learning_starts`, the loop acts uniformly at random unless the agent explores itself.
+    random_warmup: bool = True
+
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Mapping[str, Any], seed: int = 0) -> None:
         self.observation_space = check_box(observation_space, "observation space")
         self.action_space = check_box(action_space, "action space")
@@ -77,6 +80,14 @@ class Agent(abc.ABC):
 
     @abc.abstractmethod
     def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+    def make_replay(self, total_steps: int, seed: int) -> Any:
+        """The replay store this agent trains from (capacity never above the run's length)."""
+        from robo_rl.replay import ReplayBuffer
+
+        space = self.observation_space
+        return ReplayBuffer(space.shape, self.action_dim, max(1, min(self.replay_size, total_steps)),
+                            obs_dtype=space.dtype, seed=seed)
 
     # --- SB3-style conveniences ---------------------------------------------------------------
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:

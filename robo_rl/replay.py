@@ -3,6 +3,9 @@
 No Python objects are created per transition: `add` writes into fixed slots, `sample` gathers a
 batch with one fancy-index per field and hands torch tensors that share the gathered memory.
 `terminated` is stored apart from time-limit truncation so agents bootstrap through truncation.
+
+Samplers: uniform (`sample`), and fading (`FadingSampler`, Symphony's age-weighted sampling). Age
+is derived from the ring position (oldest = 0), so no array is ever shifted.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ class ReplayBuffer:
         capacity: int,
         obs_dtype: np.dtype | type = np.float32,
         seed: int = 0,
+        keep_terminals: bool = False,
     ) -> None:
         if capacity <= 0:
             raise ValueError(f"replay capacity must be positive, got {capacity}")
@@ -35,12 +39,25 @@ class ReplayBuffer:
         self.size = 0  # filled slots
         self.added = 0  # transitions ever added (ages are derived from it)
         self.rng = np.random.default_rng(seed)
+        # Symphony's rule: when the slot about to be overwritten (the oldest) holds a terminal
+        # transition, it is kept and the second-oldest is overwritten instead, so terminal
+        # transitions (rare, and the only ones that teach falling) stay in memory.
+        self.keep_terminals = bool(keep_terminals)
 
     def __len__(self) -> int:
         return self.size
 
+    @property
+    def oldest(self) -> int:
+        """Slot of the oldest transition (age index 0)."""
+        return self.pos if self.size == self.capacity else 0
+
     def add(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray, terminated: bool) -> None:
         i = self.pos
+        if self.keep_terminals and self.size == self.capacity and self.terminated[i, 0] and self.capacity > 2:
+            # The oldest is terminal: it stays (becoming second-newest), the second-oldest is replaced.
+            i = (i + 1) % self.capacity
+            self.pos = i
         self.obs[i] = obs
         self.action[i] = action
         self.reward[i, 0] = reward
@@ -49,6 +66,18 @@ class ReplayBuffer:
         self.pos = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
         self.added += 1
+
+    def tile(self, times: int) -> None:
+        """Repeat the stored transitions `times` times, in order (Symphony fills its buffer this way
+        after exploration). Needs size * times <= capacity."""
+        n = self.size
+        if n == 0 or n * times > self.capacity or self.added != n:
+            raise ValueError(f"cannot tile {n} transitions {times} times into capacity {self.capacity}")
+        for name in FIELDS:
+            field = getattr(self, name)
+            field[n : n * times] = np.concatenate([field[:n]] * (times - 1), axis=0)
+        self.size = n * times
+        self.pos = self.size % self.capacity
 
     def sample_indices(self, batch_size: int) -> np.ndarray:
         """Uniform indices over the filled slots."""
@@ -81,3 +110,32 @@ class ReplayBuffer:
             target[:size] = stored
         self.pos, self.size, self.added = state["pos"], size, state["added"]
         self.rng.bit_generator.state = state["rng"]
+
+
+def fading_weights(n: int) -> np.ndarray:
+    """Symphony S2's sampling weights over ages x = i/n (oldest i = 0):
+    tanh((pi x)^pi) - 0.02 exp(-((x - 1)/0.02)^2), normalised. Recent memory dominates (the newest half
+    gets about 67%) while a long-term trail remains (the oldest 25% still gets about 4%)."""
+    x = np.arange(n, dtype=np.float64) / n
+    w = np.tanh((np.pi * x) ** np.pi) - 0.02 * np.exp(-(((x - 1.0) / 0.02) ** 2))
+    return w / w.sum()
+
+
+class FadingSampler:
+    """Fading replay: draws ages from `fading_weights` (with replacement) by inverse-CDF lookup,
+    O(batch log n) per batch, and maps them to ring slots."""
+
+    def __init__(self) -> None:
+        self._n = -1
+        self._cdf = np.zeros(0)
+
+    def indices(self, replay: ReplayBuffer, batch_size: int) -> np.ndarray:
+        n = replay.size
+        if n == 0:
+            raise RuntimeError("cannot sample from an empty replay buffer")
+        if n != self._n:  # only changes before the buffer is full
+            self._cdf = np.cumsum(fading_weights(n))
+            self._n = n
+        ages = np.searchsorted(self._cdf, replay.rng.random(batch_size) * self._cdf[-1], side="right")
+        np.minimum(ages, n - 1, out=ages)
+        return (replay.oldest + ages) % replay.capacity

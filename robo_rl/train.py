@@ -24,7 +24,6 @@ from robo_rl.callbacks import Callback
 from robo_rl.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from robo_rl.evaluate import evaluate
 from robo_rl.logger import ProgressBar, RunLogger, write_json
-from robo_rl.replay import ReplayBuffer
 
 
 def seed_everything(seed: int) -> None:
@@ -52,6 +51,16 @@ def set_env_rng_state(env: gym.Env, state: dict[str, Any]) -> None:
         base._np_random.bit_generator.state = state["np_random"]
     if "dm_random" in state:
         base._env.task.random.set_state(tuple(state["dm_random"]))
+
+
+def episode_limit(env: gym.Env) -> int | None:
+    """The time limit of the outermost TimeLimit wrapper, if any."""
+    layer = env
+    while layer is not None:
+        if isinstance(layer, gym.wrappers.TimeLimit):
+            return int(layer._max_episode_steps)
+        layer = getattr(layer, "env", None)
+    return None
 
 
 class Trainer:
@@ -82,9 +91,10 @@ class Trainer:
         self.seed = int(seed)
         self.callbacks = list(callbacks)
         self.run_info = run_info or {}
-        obs_space = env.observation_space
-        self.replay = ReplayBuffer(obs_space.shape, agent.action_dim, min(agent.replay_size, self.total_steps),
-                                   obs_dtype=obs_space.dtype, seed=self.seed)
+        self.replay = agent.make_replay(self.total_steps, self.seed)
+        self.episode_limit = episode_limit(env)
+        # Agents that act differently near the time limit (Symphony) are told where the episode is.
+        self._clock = getattr(agent, "set_episode_clock", None)
         self.rng = np.random.default_rng(self.seed)  # warm-up actions
         self.step = 0
         self.episodes = 0
@@ -146,9 +156,11 @@ class Trainer:
         t_log, s_log = time.perf_counter(), self.step
         try:
             while self.step < self.total_steps and not self.stop_requested:
-                if self.step < self.agent.learning_starts:
+                if self.step < self.agent.learning_starts and self.agent.random_warmup:
                     action = self.rng.uniform(-1.0, 1.0, size=self.agent.action_dim).astype(np.float32)
                 else:
+                    if self._clock is not None:
+                        self._clock(ep_len, self.episode_limit)
                     action = self.agent.act(obs, deterministic=False)
                 next_obs, reward, terminated, truncated, info = self.env.step(to_env_action(action, self.env.action_space))
                 self.replay.add(obs, action, reward, next_obs, terminated)

@@ -1,0 +1,334 @@
+"""Symphony: a heuristic normalised calibrated advantage actor and critic (Ishuov et al., 2025).
+
+Faithful to the paper and its author's code (Symphony-S2, commit 824562b, root "S2" configuration),
+readable top to bottom. The pieces, under their paper names:
+
+  * Fading Replay Buffer - ages sampled with p ~ tanh((pi x)^pi) - 0.02 exp(-((x-1)/0.02)^2)
+    (robo_rl.replay.FadingSampler); the buffer is filled by tiling the exploration data `times`
+    times; a terminal transition about to be overwritten is kept (ReplayBuffer(keep_terminals)).
+  * Bounded parametric noise - N = clip(n, -e, e)/e with n ~ N(0, 1), added *inside* the tanh next to
+    the learned action scale S: a = tanh(S*A + N). The noise never exceeds 1 in magnitude.
+  * Swaddling - Omega(S, B) = mean[2 atanh(S^(1/sg(B))) + B S ln S + 2 atanh(B^2)]: a penalty on
+    action strength S (with learned temperature B) that never edits the actions themselves.
+  * Temporal advantage - the target critic's value of the actor's next action, compared with its
+    exponential moving average Q_ema: A = (Q_T - Q_ema)/|Q_ema|, maximised through ReHAE.
+  * One-pass update - actor and critic live in one module and are trained by one summed loss,
+    L = -ReHAE(A) + ReHSE(Q(s,a) - y) + Omega, with y = r/r_mean + gamma (1 - terminal) sg(Q_T).
+  * Critic - 3 heads (qA, qB, qC) of h/4 outputs each; the target value is the sorted outputs
+    weighted by fixed decreasing weights (a soft, TQC-like truncation of over-estimates).
+  * Networks - Linear -> LayerNorm -> Linear -> ReSine -> Linear -> GradientDropout(p), with
+    ReSine(x) = f(x) sigmoid(1.5 f(x)/s), f(x) = s sin(x/s), s = sigmoid(learned).
+  * Optimiser - Adam without bias correction, betas (0.618, 0.995), decoupled weight decay 0.01; only
+    the critic heads are Polyak-averaged into the target (tau = 0.005); there is no target actor.
+  * Near the time limit (the last 50 steps) the A-term is switched off, a = tanh(N), which provokes
+    falls so that terminal transitions are collected.
+
+Where we differ from the author's code, on purpose: the three critic heads run as one batched matmul
+(same maths, faster); the buffer is a ring with ages mapped to the same probabilities instead of
+rolling every array each step (same sampling distribution, tested); the optimiser is fused with
+torch._foreach ops (same update); a fresh batch is drawn for each of the G updates, as the code does
+(the paper's pseudocode samples once); the code reseeds every RNG with fresh random seeds at every
+step, which makes runs irreproducible - we seed once; |Q_ema| is floored at 1e-6 to avoid a division
+by zero early in training (the code does not guard).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Mapping
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from robo_rl.agents.base import Agent
+from robo_rl.replay import FadingSampler, ReplayBuffer
+
+GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0  # 0.618: Adam's beta1 and the EMA factor alpha
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses and regularisers
+# ---------------------------------------------------------------------------------------------
+def rehse(error: torch.Tensor) -> torch.Tensor:
+    """Rectified Huber symmetric error: mean(e * tanh(e/2)) - quadratic near 0, linear far away."""
+    return (error * torch.tanh(error / 2)).mean()
+
+
+def rehae(error: torch.Tensor) -> torch.Tensor:
+    """Rectified Huber asymmetric error: mean(|e| * tanh(e/2)) - odd, so it keeps the sign."""
+    return (error.abs() * torch.tanh(error / 2)).mean()
+
+
+def swaddling(scale: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """Omega(S, B): barrier terms that keep the action scale S and its temperature B inside (0, 1)."""
+
+    def barrier(u: torch.Tensor) -> torch.Tensor:  # ln((1+u)/(1-u)) = 2 atanh(u)
+        return torch.log((1 + u) / (1 - u))
+
+    return (barrier(scale ** (1 / beta.detach())) + beta * scale * torch.log(scale) + barrier(beta**2)).mean()
+
+
+def bounded_noise(like: torch.Tensor, std: float = 1 / math.e, clip: float = math.e) -> torch.Tensor:
+    """std * clip(n, -clip, clip), n ~ N(0, 1): with the defaults, |noise| <= 1 always."""
+    return std * torch.randn_like(like).clamp(-clip, clip)
+
+
+def critic_weights(nodes: int) -> torch.Tensor:
+    """S2's fixed weights over the sorted critic outputs: tanh((pi (1-x))^pi) - 0.02 exp(-(x/0.02)^2)."""
+    x = torch.arange(nodes, dtype=torch.float64) / nodes
+    w = torch.tanh((math.pi * (1 - x)) ** math.pi) - 0.02 * torch.exp(-((x / 0.02) ** 2))
+    return (w / w.sum()).float()
+
+
+# ---------------------------------------------------------------------------------------------
+# Networks: K independent MLPs ("heads") evaluated as batched matmuls
+# ---------------------------------------------------------------------------------------------
+class ReSine(nn.Module):
+    def __init__(self, heads: int, hidden: int) -> None:
+        super().__init__()
+        k = 1 / math.sqrt(hidden)
+        self.s = nn.Parameter(torch.empty(heads, 1, hidden).uniform_(-k, k))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = torch.sigmoid(self.s)
+        f = s * torch.sin(x / s)
+        return f * torch.sigmoid(1.5 * f / s)
+
+
+def gradient_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Forward value unchanged; the gradient is stopped on a random fraction p of the entries."""
+    if p <= 0 or not torch.is_grad_enabled():
+        return x
+    keep = (torch.rand_like(x) > p).to(x.dtype)
+    detached = x.detach()
+    return detached + keep * (x - detached)
+
+
+class HeadsMLP(nn.Module):
+    """`heads` MLPs Linear -> LayerNorm -> Linear -> ReSine -> Linear -> GradientDropout sharing one input.
+
+    Weights are stacked per layer, so the heads cost one batched matmul per layer. Initialisation
+    matches torch.nn.Linear (uniform +-1/sqrt(fan_in) for weights and biases).
+    """
+
+    def __init__(self, heads: int, inputs: int, hidden: int, outputs: int, dropout: float) -> None:
+        super().__init__()
+        self.heads, self.hidden, self.outputs, self.dropout = heads, hidden, outputs, dropout
+
+        def uniform(*shape: int, fan_in: int) -> nn.Parameter:
+            bound = 1 / math.sqrt(fan_in)
+            return nn.Parameter(torch.empty(*shape).uniform_(-bound, bound))
+
+        self.w1, self.b1 = uniform(inputs, heads * hidden, fan_in=inputs), uniform(heads * hidden, fan_in=inputs)
+        self.ln_weight = nn.Parameter(torch.ones(heads, 1, hidden))
+        self.ln_bias = nn.Parameter(torch.zeros(heads, 1, hidden))
+        self.w2, self.b2 = uniform(heads, hidden, hidden, fan_in=hidden), uniform(heads, 1, hidden, fan_in=hidden)
+        self.resine = ReSine(heads, hidden)
+        self.w3, self.b3 = uniform(heads, hidden, outputs, fan_in=hidden), uniform(heads, 1, outputs, fan_in=hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, inputs) -> (B, heads * outputs), heads concatenated in order."""
+        batch = x.shape[0]
+        h = torch.addmm(self.b1, x, self.w1).view(batch, self.heads, self.hidden).transpose(0, 1)
+        h = nn.functional.layer_norm(h, (self.hidden,)) * self.ln_weight + self.ln_bias
+        h = self.resine(torch.baddbmm(self.b2, h, self.w2))
+        out = torch.baddbmm(self.b3, h, self.w3)  # (heads, B, outputs)
+        out = gradient_dropout(out, self.dropout)
+        return out.transpose(0, 1).reshape(batch, self.heads * self.outputs)
+
+
+class ActorCritic(nn.Module):
+    def __init__(self, obs_dim: int, action_dim: int, hidden: int, critic_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.action_dim = action_dim
+        self.actor_net = HeadsMLP(1, obs_dim, hidden, 3 * action_dim, dropout)
+        self.critic_net = HeadsMLP(critic_heads, obs_dim + action_dim, hidden, hidden // 4, dropout)
+        self.register_buffer("q_weights", critic_weights(critic_heads * (hidden // 4)))
+
+    def actor(self, obs: torch.Tensor, active: bool = True, noise: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Action a = tanh(S*A + N) in [-1, 1], the action scale S and the swaddling temperature B."""
+        asb = torch.tanh(self.actor_net(obs) / 2).view(-1, 3, self.action_dim)
+        a_term, scale, beta = asb[:, 0], asb[:, 1].abs(), asb[:, 2].abs()
+        pre = scale * a_term if active else torch.zeros_like(a_term)
+        if noise:
+            pre = pre + bounded_noise(a_term)
+        return torch.tanh(pre), scale.clamp(1e-3, 1 - 1e-3), beta.clamp(1e-3, 1 - 1e-3)
+
+    def critic(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.critic_net(torch.cat([obs, action], dim=-1))
+
+    def critic_soft(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Sorted critic outputs, weighted: (B, 1)."""
+        q = self.critic(obs, action).sort(dim=-1).values
+        return q @ self.q_weights.unsqueeze(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimiser: the paper's Adam, fused
+# ---------------------------------------------------------------------------------------------
+class SymphonyAdam:
+    """m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr (m/(sqrt(v)+eps) + wd p). No bias correction."""
+
+    def __init__(self, params: list[nn.Parameter], lr: float, betas: tuple[float, float] = (GOLDEN, 0.995),
+                 weight_decay: float = 0.01, eps: float = 1e-8) -> None:
+        self.params = [p for p in params if p.requires_grad]
+        self.lr, self.betas, self.weight_decay, self.eps = lr, betas, weight_decay, eps
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        b1, b2 = self.betas
+        pairs = [(p, m, v) for p, m, v in zip(self.params, self.m, self.v) if p.grad is not None]
+        params = [p for p, _, _ in pairs]
+        grads = [p.grad for p in params]
+        ms, vs = [m for _, m, _ in pairs], [v for _, _, v in pairs]
+        torch._foreach_lerp_(ms, grads, 1 - b1)
+        torch._foreach_mul_(vs, b2)
+        torch._foreach_addcmul_(vs, grads, grads, value=1 - b2)
+        denom = torch._foreach_sqrt(vs)
+        torch._foreach_add_(denom, self.eps)
+        update = torch._foreach_div(ms, denom)
+        torch._foreach_add_(update, params, alpha=self.weight_decay)
+        torch._foreach_add_(params, update, alpha=-self.lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"m": self.m, "v": self.v}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for mine, theirs in zip(self.m + self.v, list(state["m"]) + list(state["v"])):
+            mine.copy_(theirs)
+
+
+# ---------------------------------------------------------------------------------------------
+# The agent
+# ---------------------------------------------------------------------------------------------
+class Symphony(Agent):
+    random_warmup = False  # exploration uses the untrained actor plus noise, never uniform actions
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Mapping[str, Any], seed: int = 0) -> None:
+        super().__init__(observation_space, action_space, config, seed)
+        c = self.config
+        self.hidden = int(c.get("hidden", 512))
+        self.critic_heads = int(c.get("critic_heads", 3))
+        self.batch_size = int(c.get("batch_size") or self.critic_heads * (self.hidden // 4))
+        self.updates_per_step = int(c.get("updates_per_step", 3))
+        self.explore_steps = int(c.get("explore_steps", 20480))
+        self.times = int(c.get("times", 25))
+        self.gamma = float(c.get("gamma", 0.99))
+        self.tau = float(c.get("tau", 0.005))
+        self.ema_alpha = float(c.get("ema_alpha", GOLDEN))
+        self.quiet_steps = int(c.get("quiet_steps", 50))  # A-term off this close to the time limit
+        self.learning_starts = self.explore_steps
+        self.replay_size = self.explore_steps * self.times
+        if self.hidden % 4 or self.hidden < 8:
+            raise ValueError(f"agent.hidden must be a multiple of 4 (>= 8), got {self.hidden}")
+
+        torch.manual_seed(self.seed)
+        obs_dim = int(np.prod(observation_space.shape))
+        dropout = float(c.get("gradient_dropout", 0.7))
+        self.nets = ActorCritic(obs_dim, self.action_dim, self.hidden, self.critic_heads, dropout)
+        self.target_critic = copy.deepcopy(self.nets.critic_net).requires_grad_(False)
+        self.optimizer = SymphonyAdam(list(self.nets.parameters()), lr=float(c.get("learning_rate", 5e-5)),
+                                      weight_decay=float(c.get("weight_decay", 0.01)))
+        self.sampler = FadingSampler()
+        self.q_ema = torch.zeros(())  # scalar: the batch mean of the last per-sample EMA
+        self.reward_scale = 1.0  # 1 / mean|r| over the exploration data, fixed once training starts
+        self.filled = False  # exploration data tiled into the buffer yet?
+        self.active = True  # A-term on (off in the last `quiet_steps` of an episode)
+        self.updates = 0
+
+    # --- acting -------------------------------------------------------------------------------
+    def set_episode_clock(self, step_in_episode: int, limit: int | None) -> None:
+        near_end = limit is not None and step_in_episode >= limit - self.quiet_steps - 1
+        self.active = not (self.filled and near_end)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        obs_t = torch.as_tensor(obs, dtype=torch.float32).view(1, -1)
+        action, _, _ = self.nets.actor(obs_t, active=self.active or deterministic, noise=not deterministic)
+        return action[0].numpy()
+
+    # --- learning -----------------------------------------------------------------------------
+    def make_replay(self, total_steps: int, seed: int) -> ReplayBuffer:
+        space = self.observation_space
+        return ReplayBuffer(space.shape, self.action_dim, self.replay_size, obs_dtype=space.dtype, seed=seed,
+                            keep_terminals=True)
+
+    def _fill(self, replay: ReplayBuffer) -> None:
+        """After exploration: tile the data to fill the buffer, and fix the reward normaliser."""
+        replay.tile(max(1, replay.capacity // replay.size))
+        mean_abs = float(np.abs(replay.reward[: replay.size]).mean())
+        self.reward_scale = 1.0 / mean_abs if mean_abs > 0 else 1.0
+        self.filled = True
+
+    def loss(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The one-pass loss on a batch (obs, action, reward, next_obs, terminated)."""
+        obs, action, next_obs = batch["obs"].float(), batch["action"], batch["next_obs"].float()
+        reward = batch["reward"] * self.reward_scale
+        not_done_gamma = self.gamma * (1.0 - batch["terminated"])
+
+        next_action, next_scale, next_beta = self.nets.actor(next_obs)
+        q_next = self._target_soft(next_obs, next_action)  # gradient flows into the actor
+        q_next_value = q_next.detach()
+        q_target = reward + not_done_gamma * q_next_value
+        q_pred = self.nets.critic(obs, action)  # (B, nodes), every node regressed to q_target
+
+        q_ema = self.ema_alpha * self.q_ema + (1 - self.ema_alpha) * q_next_value  # per sample
+        advantage = (q_next - q_ema) / q_ema.abs().clamp_min(1e-6)
+        critic_loss = rehse(q_pred - q_target)
+        actor_objective = rehae(advantage)
+        swaddle = swaddling(next_scale, next_beta)
+        self.q_ema = q_ema.mean()
+        metrics = {"critic_loss": critic_loss, "advantage": actor_objective, "swaddling": swaddle,
+                   "q_ema": self.q_ema, "action_scale": next_scale.mean()}
+        return -actor_objective + critic_loss + swaddle, metrics
+
+    def _target_soft(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        q = self.target_critic(torch.cat([obs, action], dim=-1)).sort(dim=-1).values
+        return q @ self.nets.q_weights.unsqueeze(-1)
+
+    def update(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        self.optimizer.zero_grad()
+        loss, metrics = self.loss(batch)
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():  # Polyak-average the critic heads only; there is no target actor
+            torch._foreach_lerp_(list(self.target_critic.parameters()), list(self.nets.critic_net.parameters()), self.tau)
+        self.updates += 1
+        return metrics
+
+    def train_step(self, replay: ReplayBuffer) -> dict[str, float]:
+        if not self.filled:
+            self._fill(replay)
+        metrics: dict[str, torch.Tensor] = {}
+        for _ in range(self.updates_per_step):
+            metrics = self.update(replay.gather(self.sampler.indices(replay, self.batch_size)))
+        return {k: float(v) for k, v in metrics.items()}
+
+    # --- checkpoints --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "nets": self.nets.state_dict(),
+            "target_critic": self.target_critic.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "q_ema": self.q_ema.detach().clone(),
+            "reward_scale": self.reward_scale,
+            "filled": self.filled,
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.nets.load_state_dict(state["nets"])
+        self.target_critic.load_state_dict(state["target_critic"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.q_ema = torch.as_tensor(state["q_ema"]).clone()
+        self.reward_scale = float(state["reward_scale"])
+        self.filled = bool(state["filled"])
+        self.updates = int(state["updates"])
