@@ -168,42 +168,52 @@ class ActorCritic(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # Optimiser: the paper's Adam, fused
 # ---------------------------------------------------------------------------------------------
-class SymphonyAdam:
-    """m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr (m/(sqrt(v)+eps) + wd p). No bias correction."""
+def flatten_parameters(params: list[nn.Parameter]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move parameters into one contiguous buffer (each parameter becomes a view of it) and give
+    them views of one contiguous gradient buffer. Optimiser and Polyak updates then cost a handful
+    of whole-buffer ops instead of a few ops per parameter tensor: on a CPU, per-op dispatch, not
+    arithmetic, dominates updates of networks this small."""
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    flat_grad = torch.zeros_like(flat)
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.data = flat[offset : offset + n].view_as(p)
+        p.grad = flat_grad[offset : offset + n].view_as(p)
+        offset += n
+    return flat, flat_grad
 
-    def __init__(self, params: list[nn.Parameter], lr: float, betas: tuple[float, float] = (GOLDEN, 0.995),
-                 weight_decay: float = 0.01, eps: float = 1e-8) -> None:
-        self.params = [p for p in params if p.requires_grad]
+
+class SymphonyAdam:
+    """The paper's Adam on a flat parameter buffer:
+    m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p <- p - lr (m/(sqrt(v)+eps) + wd p). No bias correction."""
+
+    def __init__(self, flat: torch.Tensor, flat_grad: torch.Tensor, lr: float,
+                 betas: tuple[float, float] = (GOLDEN, 0.995), weight_decay: float = 0.01, eps: float = 1e-8) -> None:
+        self.flat, self.flat_grad = flat, flat_grad
         self.lr, self.betas, self.weight_decay, self.eps = lr, betas, weight_decay, eps
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
+        self.m = torch.zeros_like(flat)
+        self.v = torch.zeros_like(flat)
+        self._denom = torch.empty_like(flat)
 
     def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
+        self.flat_grad.zero_()  # parameters' .grad are views: backward accumulates into them
 
     @torch.no_grad()
     def step(self) -> None:
         b1, b2 = self.betas
-        pairs = [(p, m, v) for p, m, v in zip(self.params, self.m, self.v) if p.grad is not None]
-        params = [p for p, _, _ in pairs]
-        grads = [p.grad for p in params]
-        ms, vs = [m for _, m, _ in pairs], [v for _, _, v in pairs]
-        torch._foreach_lerp_(ms, grads, 1 - b1)
-        torch._foreach_mul_(vs, b2)
-        torch._foreach_addcmul_(vs, grads, grads, value=1 - b2)
-        denom = torch._foreach_sqrt(vs)
-        torch._foreach_add_(denom, self.eps)
-        update = torch._foreach_div(ms, denom)
-        torch._foreach_add_(update, params, alpha=self.weight_decay)
-        torch._foreach_add_(params, update, alpha=-self.lr)
+        g = self.flat_grad
+        self.m.lerp_(g, 1 - b1)
+        self.v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        torch.sqrt(self.v, out=self._denom).add_(self.eps)
+        self.flat.mul_(1 - self.lr * self.weight_decay).addcdiv_(self.m, self._denom, value=-self.lr)
 
     def state_dict(self) -> dict[str, Any]:
         return {"m": self.m, "v": self.v}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        for mine, theirs in zip(self.m + self.v, list(state["m"]) + list(state["v"])):
-            mine.copy_(theirs)
+        self.m.copy_(state["m"])
+        self.v.copy_(state["v"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,8 +244,16 @@ class Symphony(Agent):
         obs_dim = int(np.prod(observation_space.shape))
         dropout = float(c.get("gradient_dropout", 0.7))
         self.nets = ActorCritic(obs_dim, self.action_dim, self.hidden, self.critic_heads, dropout)
+        # Critic parameters first, so that they form one contiguous slice of the flat buffer.
+        critic_params = list(self.nets.critic_net.parameters())
+        params = critic_params + list(self.nets.actor_net.parameters())
+        self.flat_params, flat_grads = flatten_parameters(params)
+        self.critic_slice = self.flat_params[: sum(p.numel() for p in critic_params)]
         self.target_critic = copy.deepcopy(self.nets.critic_net).requires_grad_(False)
-        self.optimizer = SymphonyAdam(list(self.nets.parameters()), lr=float(c.get("learning_rate", 5e-5)),
+        self.target_flat, _ = flatten_parameters(list(self.target_critic.parameters()))
+        for p in self.target_critic.parameters():
+            p.grad = None
+        self.optimizer = SymphonyAdam(self.flat_params, flat_grads, lr=float(c.get("learning_rate", 5e-5)),
                                       weight_decay=float(c.get("weight_decay", 0.01)))
         self.sampler = FadingSampler()
         self.q_ema = torch.zeros(())  # scalar: the batch mean of the last per-sample EMA
@@ -300,7 +318,7 @@ class Symphony(Agent):
         loss.backward()
         self.optimizer.step()
         with torch.no_grad():  # Polyak-average the critic heads only; there is no target actor
-            torch._foreach_lerp_(list(self.target_critic.parameters()), list(self.nets.critic_net.parameters()), self.tau)
+            self.target_flat.lerp_(self.critic_slice, self.tau)
         self.updates += 1
         return metrics
 
@@ -310,7 +328,7 @@ class Symphony(Agent):
         metrics: dict[str, torch.Tensor] = {}
         for _ in range(self.updates_per_step):
             metrics = self.update(replay.gather(self.sampler.indices(replay, self.batch_size)))
-        return {k: float(v) for k, v in metrics.items()}
+        return {k: float(v.detach()) for k, v in metrics.items()}
 
     # --- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

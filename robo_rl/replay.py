@@ -39,9 +39,9 @@ class ReplayBuffer:
         self.size = 0  # filled slots
         self.added = 0  # transitions ever added (ages are derived from it)
         self.rng = np.random.default_rng(seed)
-        # Symphony's rule: when the slot about to be overwritten (the oldest) holds a terminal
-        # transition, it is kept and the second-oldest is overwritten instead, so terminal
-        # transitions (rare, and the only ones that teach falling) stay in memory.
+        # Symphony's rule: when the oldest transition is terminal, it is moved to the newest end
+        # instead of being overwritten next, so terminal transitions (rare, and the only ones that
+        # teach falling) stay in memory.
         self.keep_terminals = bool(keep_terminals)
 
     def __len__(self) -> int:
@@ -54,10 +54,6 @@ class ReplayBuffer:
 
     def add(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray, terminated: bool) -> None:
         i = self.pos
-        if self.keep_terminals and self.size == self.capacity and self.terminated[i, 0] and self.capacity > 2:
-            # The oldest is terminal: it stays (becoming second-newest), the second-oldest is replaced.
-            i = (i + 1) % self.capacity
-            self.pos = i
         self.obs[i] = obs
         self.action[i] = action
         self.reward[i, 0] = reward
@@ -66,6 +62,9 @@ class ReplayBuffer:
         self.pos = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
         self.added += 1
+        if self.keep_terminals and self.size == self.capacity and self.terminated[self.pos, 0]:
+            # The oldest transition is terminal: in a full ring, stepping past it makes it the newest.
+            self.pos = (self.pos + 1) % self.capacity
 
     def tile(self, times: int) -> None:
         """Repeat the stored transitions `times` times, in order (Symphony fills its buffer this way

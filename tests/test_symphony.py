@@ -1,0 +1,190 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from robo_rl.agents.base import Agent
+from robo_rl.agents.symphony import (
+    ActorCritic, Symphony, bounded_noise, critic_weights, rehae, rehse, swaddling,
+)
+from robo_rl.envs import env_config, make_env
+from robo_rl.replay import FadingSampler, ReplayBuffer, fading_weights
+
+SMALL = {"hidden": 32, "batch_size": 24, "updates_per_step": 2, "explore_steps": 64, "times": 4}
+
+
+def test_fading_weights_match_the_paper_numbers():
+    p = fading_weights(512_000)
+    n = len(p)
+    assert p[: n // 10].sum() < 0.005  # oldest 10%: about 0.1%
+    assert 0.03 < p[: n // 4].sum() < 0.05  # oldest 25%: about 4%
+    assert 0.65 <= p[n // 2 :].sum() <= 0.69  # newest half: about 67%
+
+
+def test_fading_sampler_draws_ages_with_the_formula_probabilities():
+    n = 1000
+    replay = ReplayBuffer((1,), 1, capacity=n, seed=0)
+    for i in range(n + 300):  # wrap around: ages must follow the ring, not the slot numbers
+        replay.add(np.array([i], np.float32), np.zeros(1, np.float32), 0.0, np.zeros(1, np.float32), False)
+    sampler = FadingSampler()
+    draws = 400_000
+    ids = replay.obs[sampler.indices(replay, draws), 0].astype(int)
+    ages = ids - (300)  # oldest stored id is 300
+    counts = np.bincount(ages, minlength=n)
+    expected = fading_weights(n) * draws
+    # chi-square over 20 age bins
+    obs_bins, exp_bins = counts.reshape(20, -1).sum(1), expected.reshape(20, -1).sum(1)
+    mask = exp_bins > 5
+    chi2 = (((obs_bins - exp_bins) ** 2) / exp_bins)[mask].sum()
+    assert chi2 < 45, chi2  # 19 dof: p < 1e-3 at about 43.8
+    assert counts[: n // 10].sum() / draws < 0.006
+
+
+def _roll_reference(capacity, stream):
+    """The author's buffer: write at the last index, then roll left by 1, or by 2 when the oldest
+    (index 0) is terminal. After each add, the last index holds the transition overwritten next."""
+    ids, terms, length = [None] * capacity, [False] * capacity, 0
+    for i, term in stream:
+        length = min(length + 1, capacity)
+        ids[length - 1], terms[length - 1] = i, term
+        if length >= capacity:
+            shift = 2 if terms[0] else 1
+            ids, terms = ids[shift:] + ids[:shift], terms[shift:] + terms[:shift]
+    return ids
+
+
+@pytest.mark.parametrize("capacity", [7, 50, 200])
+def test_ring_with_terminal_rule_equals_the_rolling_buffer(capacity):
+    rng = np.random.default_rng(capacity)
+    stream = [(i, bool(rng.random() < 0.08)) for i in range(max(6 * capacity, 300))]
+    reference = _roll_reference(capacity, stream)
+    replay = ReplayBuffer((1,), 1, capacity=capacity, keep_terminals=True)
+    for i, term in stream:
+        replay.add(np.array([i], np.float32), np.zeros(1, np.float32), 0.0, np.zeros(1, np.float32), term)
+    by_age = [int(replay.obs[(replay.oldest + age) % capacity, 0]) for age in range(capacity)]
+    # Same transitions in the same age order; the one about to be overwritten sits at age 0 in the
+    # ring (weight ~0) where the rolling buffer keeps it in its last slot.
+    assert by_age == reference[-1:] + reference[:-1]
+    assert sum(t for _, t in stream) > 5
+
+
+def test_terminal_transition_survives_several_overwrite_cycles():
+    capacity = 20
+    replay = ReplayBuffer((1,), 1, capacity=capacity, keep_terminals=True)
+    replay.add(np.array([-1], np.float32), np.zeros(1, np.float32), 0.0, np.zeros(1, np.float32), True)
+    for i in range(5 * capacity):
+        replay.add(np.array([i], np.float32), np.zeros(1, np.float32), 0.0, np.zeros(1, np.float32), False)
+    assert -1 in replay.obs[:, 0]
+    plain = ReplayBuffer((1,), 1, capacity=capacity)
+    plain.add(np.array([-1], np.float32), np.zeros(1, np.float32), 0.0, np.zeros(1, np.float32), True)
+    for i in range(capacity):
+        plain.add(np.array([i], np.float32), np.zeros(1, np.float32), 0.0, np.zeros(1, np.float32), False)
+    assert -1 not in plain.obs[:, 0]
+
+
+def test_critic_weights_and_losses():
+    w = critic_weights(384)
+    assert abs(float(w.sum()) - 1) < 1e-5
+    assert w[:192].sum() > 0.6 and w[288:].sum() < 0.08  # mass on the lower sorted values
+    x = torch.linspace(-3, 3, 13)
+    assert torch.allclose(rehae(-x), -rehae(x))  # odd
+    assert torch.allclose(rehse(-x), rehse(x))  # even
+    assert abs(float(rehse(torch.tensor([2.0]))) - 2 * math.tanh(1.0)) < 1e-6
+
+
+def test_swaddling_value_on_known_inputs():
+    s, b = torch.tensor([0.5]), torch.tensor([0.5])
+    expected = math.log((1 + 0.25) / (1 - 0.25)) + 0.5 * 0.5 * math.log(0.5) + math.log((1 + 0.25) / (1 - 0.25))
+    assert abs(float(swaddling(s, b)) - expected) < 1e-6
+    # stronger actions cost more
+    assert float(swaddling(torch.tensor([0.9]), b)) > float(swaddling(torch.tensor([0.3]), b))
+
+
+def test_noise_is_bounded_and_actions_stay_in_range():
+    noise = bounded_noise(torch.zeros(200_000))
+    assert float(noise.abs().max()) <= 1.0 + 1e-6
+    assert 0.3 < float(noise.std()) < 0.4  # 1/e, slightly less after clipping
+    nets = ActorCritic(5, 3, 32, 3, 0.7)
+    action, scale, beta = nets.actor(torch.randn(1000, 5) * 100)
+    assert action.abs().max() <= 1 and scale.min() >= 1e-3 and scale.max() <= 1 - 1e-3
+    assert beta.min() >= 1e-3 and beta.max() <= 1 - 1e-3
+
+
+def _agent_with_data(seed=0, config=SMALL):
+    env = make_env(env_config("mujoco", "Hopper-v5", max_episode_steps=40), seed=seed)
+    agent = Symphony(env.observation_space, env.action_space, config, seed=seed)
+    replay = agent.make_replay(1000, seed)
+    obs, _ = env.reset(seed=seed)
+    for _ in range(agent.explore_steps):
+        action = agent.act(obs)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        replay.add(obs, action, reward, next_obs, terminated)
+        obs = next_obs if not (terminated or truncated) else env.reset()[0]
+    return env, agent, replay
+
+
+def test_exploration_then_fill_tiles_buffer_and_normalises_rewards():
+    _, agent, replay = _agent_with_data()
+    assert agent.learning_starts == 64 and replay.capacity == 256
+    agent.train_step(replay)
+    assert replay.size == 256 and agent.filled
+    np.testing.assert_array_equal(replay.obs[:64], replay.obs[64:128])
+    assert abs(float(np.abs(replay.reward).mean()) * agent.reward_scale - 1) < 1e-5
+
+
+def test_gradients_reach_the_actor_through_the_target_critic_only_as_designed():
+    _, agent, replay = _agent_with_data()
+    agent.train_step(replay)
+    batch = replay.gather(agent.sampler.indices(replay, 24))
+    agent.optimizer.zero_grad()
+    loss, _ = agent.loss(batch)
+    loss.backward()
+    assert any(float(p.grad.abs().sum()) > 0 for p in agent.nets.actor_net.parameters())
+    assert all(p.grad is None for p in agent.target_critic.parameters())
+    target_before = agent.target_flat.clone()
+    agent.optimizer.step()
+    assert torch.equal(agent.target_flat, target_before), "the optimiser never touches the target"
+
+
+def test_one_update_on_a_fixed_batch_lowers_the_critic_loss():
+    torch.manual_seed(0)
+    _, agent, replay = _agent_with_data(config={**SMALL, "gradient_dropout": 0.0, "learning_rate": 1e-3})
+    agent.train_step(replay)
+    batch = replay.gather(agent.sampler.indices(replay, 24))
+
+    def critic_loss():
+        with torch.no_grad():
+            torch.manual_seed(1)
+            q_ema = agent.q_ema
+            _, metrics = agent.loss(batch)
+            agent.q_ema = q_ema
+        return float(metrics["critic_loss"])
+
+    before = critic_loss()
+    for _ in range(5):
+        agent.update(batch)
+    assert critic_loss() < before
+
+
+def test_save_load_round_trip_gives_identical_actions(tmp_path):
+    env, agent, replay = _agent_with_data()
+    agent.train_step(replay)
+    loaded = Agent.load(agent.save(tmp_path / "symphony.safetensors"))
+    assert type(loaded) is Symphony and loaded.filled and loaded.reward_scale == agent.reward_scale
+    for obs in np.random.default_rng(0).normal(size=(5, env.observation_space.shape[0])).astype(np.float32):
+        np.testing.assert_array_equal(agent.predict(obs), loaded.predict(obs))
+    torch.testing.assert_close(agent.optimizer.m, loaded.optimizer.m)
+
+
+def test_time_limit_switches_the_action_term_off_after_exploration():
+    _, agent, replay = _agent_with_data()
+    agent.set_episode_clock(960, 1000)
+    assert agent.active, "during exploration the actor always acts"
+    agent.train_step(replay)
+    agent.set_episode_clock(940, 1000)
+    assert agent.active
+    agent.set_episode_clock(960, 1000)
+    assert not agent.active
+    agent.set_episode_clock(960, None)
+    assert agent.active
