@@ -256,6 +256,9 @@ class Symphony(Agent):
         self.optimizer = SymphonyAdam(self.flat_params, flat_grads, lr=float(c.get("learning_rate", 5e-5)),
                                       weight_decay=float(c.get("weight_decay", 0.01)))
         self.sampler = FadingSampler()
+        # torch.compile fuses the many small element-wise ops (ReSine, LayerNorm, gradient dropout)
+        # of forward and backward; it pays off only for runs long enough to amortise compiling.
+        self._loss_fn = torch.compile(self._one_pass_loss) if c.get("compile", False) else self._one_pass_loss
         self.q_ema = torch.zeros(())  # scalar: the batch mean of the last per-sample EMA
         self.reward_scale = 1.0  # 1 / mean|r| over the exploration data, fixed once training starts
         self.filled = False  # exploration data tiled into the buffer yet?
@@ -287,10 +290,16 @@ class Symphony(Agent):
         self.filled = True
 
     def loss(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The one-pass loss on a batch (obs, action, reward, next_obs, terminated)."""
-        obs, action, next_obs = batch["obs"].float(), batch["action"], batch["next_obs"].float()
-        reward = batch["reward"] * self.reward_scale
-        not_done_gamma = self.gamma * (1.0 - batch["terminated"])
+        """The one-pass loss on a batch (obs, action, reward, next_obs, terminated); updates Q_ema."""
+        loss, q_ema, metrics = self._loss_fn(batch["obs"].float(), batch["action"], batch["reward"],
+                                             batch["next_obs"].float(), batch["terminated"], self.q_ema)
+        self.q_ema = q_ema
+        return loss, metrics
+
+    def _one_pass_loss(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, next_obs: torch.Tensor,
+                       terminated: torch.Tensor, q_ema_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        reward = reward * self.reward_scale
+        not_done_gamma = self.gamma * (1.0 - terminated)
 
         next_action, next_scale, next_beta = self.nets.actor(next_obs)
         q_next = self._target_soft(next_obs, next_action)  # gradient flows into the actor
@@ -298,15 +307,14 @@ class Symphony(Agent):
         q_target = reward + not_done_gamma * q_next_value
         q_pred = self.nets.critic(obs, action)  # (B, nodes), every node regressed to q_target
 
-        q_ema = self.ema_alpha * self.q_ema + (1 - self.ema_alpha) * q_next_value  # per sample
+        q_ema = self.ema_alpha * q_ema_prev + (1 - self.ema_alpha) * q_next_value  # per sample
         advantage = (q_next - q_ema) / q_ema.abs().clamp_min(1e-6)
         critic_loss = rehse(q_pred - q_target)
         actor_objective = rehae(advantage)
         swaddle = swaddling(next_scale, next_beta)
-        self.q_ema = q_ema.mean()
         metrics = {"critic_loss": critic_loss, "advantage": actor_objective, "swaddling": swaddle,
-                   "q_ema": self.q_ema, "action_scale": next_scale.mean()}
-        return -actor_objective + critic_loss + swaddle, metrics
+                   "q_ema": q_ema.mean(), "action_scale": next_scale.mean()}
+        return -actor_objective + critic_loss + swaddle, q_ema.mean().detach(), metrics
 
     def _target_soft(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         q = self.target_critic(torch.cat([obs, action], dim=-1)).sort(dim=-1).values

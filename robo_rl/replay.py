@@ -70,8 +70,10 @@ class ReplayBuffer:
         """Repeat the stored transitions `times` times, in order (Symphony fills its buffer this way
         after exploration). Needs size * times <= capacity."""
         n = self.size
-        if n == 0 or n * times > self.capacity or self.added != n:
+        if n == 0 or times < 1 or n * times > self.capacity or self.added != n:
             raise ValueError(f"cannot tile {n} transitions {times} times into capacity {self.capacity}")
+        if times == 1:
+            return
         for name in FIELDS:
             field = getattr(self, name)
             field[n : n * times] = np.concatenate([field[:n]] * (times - 1), axis=0)

@@ -188,3 +188,21 @@ def test_time_limit_switches_the_action_term_off_after_exploration():
     assert not agent.active
     agent.set_episode_clock(960, None)
     assert agent.active
+
+
+@pytest.mark.slow
+def test_symphony_learns_inverted_pendulum_far_above_random():
+    from robo_rl.evaluate import evaluate
+    from robo_rl.runs import RandomAgent
+    from robo_rl.train import Trainer
+
+    cfg = env_config("mujoco", "InvertedPendulum-v5")
+    env, eval_env = make_env(cfg, seed=0), make_env(cfg, seed=1)
+    agent = Symphony(env.observation_space, env.action_space,
+                     {"hidden": 64, "batch_size": 64, "updates_per_step": 2, "explore_steps": 500, "times": 10,
+                      "learning_rate": 3e-4}, seed=0)
+    Trainer(agent, env, total_steps=3000, eval_env=None, progress=False, seed=0).run()
+    trained = evaluate(agent, eval_env, 5, seed=100)["mean_return"]
+    random = evaluate(RandomAgent(env.observation_space, env.action_space, {}, 0), eval_env, 5, seed=100)["mean_return"]
+    assert random < 15
+    assert trained > 50 and trained > 5 * random, (trained, random)

@@ -2,8 +2,14 @@
 
 Measures, in one process:
   * env steps/s with random actions for each env family, state and pixel observations;
-  * training env-steps/s of SB3 SAC on HalfCheetah-v5 (one update per step, batch 256, 256x256),
-    both in SB3's own `learn` loop and through robo-rl's shared loop (the SB3 adapter).
+  * training env-steps/s on HalfCheetah-v5 of
+      (a) SB3 SAC (one update per step, batch 256, 256x256) in SB3's own `learn` loop, and through
+          robo-rl's shared loop (the SB3 adapter);
+      (b) SBX SAC, same hyperparameters (optional: `pip install -e .[bench]`);
+      (c) Symphony with SAC's widths, batch and updates per step (`agent=symphony_cpu`);
+      (d) Symphony with the paper's configuration (`agent=symphony`);
+  * FLOPs per update (torch's FLOP counter) and the fraction of this machine's measured fp32
+    matmul peak that each training loop achieves.
 Results go to benchmarks/results/throughput.json, one entry per measurement; entries already there
 are skipped (use --force to measure again), so the file can grow over several sittings. Speed
 comparisons are only meaningful as ratios between entries measured on the same machine.
@@ -98,14 +104,65 @@ def sac_native(warmup: int, steps: int) -> dict[str, Any]:
     return {"steps": steps, "seconds": seconds, "steps_per_second": steps / seconds}
 
 
-def sac_robo_rl(warmup: int, steps: int) -> dict[str, Any]:
-    from robo_rl.agents.sb3 import SB3Agent
+def matmul_peak(seconds: float = 2.0) -> dict[str, Any]:
+    """Sustained fp32 GFLOP/s of a large square matmul with torch's current thread setting."""
+    n = 1024
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out = torch.empty(n, n)
+    for _ in range(3):
+        torch.mm(a, b, out=out)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        torch.mm(a, b, out=out)
+        count += 1
+    elapsed = time.perf_counter() - start
+    return {"gflops": 2 * n**3 * count / elapsed / 1e9, "size": n, "threads": torch.get_num_threads(),
+            "steps_per_second": 0.0}
+
+
+def _fake_batch(obs_dim: int, act_dim: int, batch: int) -> dict[str, torch.Tensor]:
+    return {"obs": torch.randn(batch, obs_dim), "action": torch.rand(batch, act_dim) * 2 - 1,
+            "reward": torch.randn(batch, 1), "next_obs": torch.randn(batch, obs_dim), "terminated": torch.zeros(batch, 1)}
+
+
+def flops_per_update(agent: Any) -> float:
+    """FLOPs of one gradient update (forward + backward + optimiser), counted by torch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from robo_rl.replay import ReplayBuffer
+
+    obs_dim, act_dim = agent.observation_space.shape[0], agent.action_dim
+    replay = ReplayBuffer((obs_dim,), act_dim, capacity=1024)
+    for _ in range(1024):
+        replay.add(np.random.randn(obs_dim), np.random.uniform(-1, 1, act_dim), 1.0, np.random.randn(obs_dim), False)
+    if hasattr(agent, "update"):  # robo-rl agents: one update on a batch
+        agent.train_step(replay)  # first call may set up (Symphony fills its buffer)
+        batch = _fake_batch(obs_dim, act_dim, agent.batch_size)
+        with FlopCounterMode(display=False) as counter:
+            agent.update(batch)
+    else:  # the SB3 adapter: one SB3 train() call with one gradient step
+        agent.replay_view.store = replay
+        with FlopCounterMode(display=False) as counter:
+            agent.model.train(gradient_steps=1, batch_size=agent.batch_size)
+    return float(counter.get_total_flops())
+
+
+def agent_from_config(name: str, overrides: list[str], env: Any) -> Any:
+    from robo_rl.config import compose, to_container
+    from robo_rl.agents.base import agent_class
+
+    cfg = to_container(compose([f"agent={name}", *overrides]).agent)
+    return agent_class(cfg.pop("_target_"))(env.observation_space, env.action_space, cfg, 0)
+
+
+def train_robo_rl(name: str, overrides: list[str], warmup: int, steps: int) -> dict[str, Any]:
+    """Env-steps/s of an agent config trained through robo-rl's loop on HalfCheetah-v5, after warm-up."""
     from robo_rl.callbacks import Callback
     from robo_rl.envs import env_config, make_env
 
     env = make_env(env_config("mujoco", "HalfCheetah-v5"), seed=0)
-    agent = SB3Agent(env.observation_space, env.action_space,
-                     {"algo": "SAC", "learning_starts": warmup, "replay_size": warmup + steps, "hyperparams": SAC_HYPER}, seed=0)
+    agent = agent_from_config(name, [f"agent.learning_starts={warmup}", *overrides] if "symphony" not in name
+                              else [f"agent.explore_steps={warmup}", *overrides], env)
 
     class Mark(Callback):
         def __init__(self, fn: Callable[[int], None]) -> None:
@@ -115,7 +172,36 @@ def sac_robo_rl(warmup: int, steps: int) -> dict[str, Any]:
             self.fn(trainer.step)
             return True
 
-    seconds = _timed_after(warmup, lambda fn: agent.learn(warmup + steps, env, progress=False, callbacks=[Mark(fn)]))
+    # a few updates before the clock starts, so one-off work (compiling, buffer fill) is not timed
+    seconds = _timed_after(warmup + 20, lambda fn: agent.learn(warmup + 20 + steps, env, progress=False, callbacks=[Mark(fn)]))
+    flops = flops_per_update(agent_from_config(name, [o for o in overrides if "compile" not in o], env))
+    updates = getattr(agent, "updates_per_step", getattr(agent, "gradient_steps", 1))
+    return {"steps": steps, "seconds": seconds, "steps_per_second": steps / seconds, "agent": name,
+            "overrides": overrides, "updates_per_step": updates, "flops_per_update": flops,
+            "gflops_per_second": flops * updates * steps / seconds / 1e9}
+
+
+def sac_sbx(warmup: int, steps: int) -> dict[str, Any]:
+    try:
+        import gymnasium as gym
+        from sbx import SAC as SBXSAC
+        from stable_baselines3.common.callbacks import BaseCallback
+    except ImportError:
+        return {"skipped": "sbx-rl is not installed (pip install -e '.[bench]')", "steps_per_second": 0.0}
+
+    class Mark(BaseCallback):
+        def __init__(self, fn: Callable[[int], None]) -> None:
+            super().__init__()
+            self.fn = fn
+
+        def _on_step(self) -> bool:
+            self.fn(self.num_timesteps)
+            return True
+
+    hyper = {k: v for k, v in SAC_HYPER.items() if k not in ("net_arch", "target_update_interval")}
+    model = SBXSAC("MlpPolicy", gym.make("HalfCheetah-v5"), learning_starts=warmup, buffer_size=warmup + steps + 50,
+                   policy_kwargs={"net_arch": SAC_HYPER["net_arch"]}, seed=0, **hyper)
+    seconds = _timed_after(warmup + 50, lambda fn: model.learn(warmup + 50 + steps, callback=Mark(fn)))
     return {"steps": steps, "seconds": seconds, "steps_per_second": steps / seconds}
 
 
@@ -126,21 +212,44 @@ def cases(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
         name: (lambda f=f, i=i, p=p: env_steps_per_second(f, i, p, px_steps if p else env_steps))
         for name, (f, i, p) in ENV_CASES.items()
     }
+    table["machine/matmul_peak_fp32"] = lambda: matmul_peak(0.5 if quick else 3.0)
     table["train/sb3_sac/HalfCheetah-v5/sb3_learn"] = lambda: sac_native(warmup, train_steps)
-    table["train/sb3_sac/HalfCheetah-v5/robo_rl_loop"] = lambda: sac_robo_rl(warmup, train_steps)
+    table["train/sb3_sac/HalfCheetah-v5/robo_rl_loop"] = lambda: train_robo_rl("sb3_sac", [], warmup, train_steps)
+    table["train/sbx_sac/HalfCheetah-v5/sbx_learn"] = lambda: sac_sbx(warmup, train_steps)
+    compile_flag = [] if quick else ["agent.compile=true"]
+    table["train/symphony_cpu/HalfCheetah-v5/robo_rl_loop"] = lambda: train_robo_rl(
+        "symphony_cpu", compile_flag, warmup, train_steps)
+    table["train/symphony/HalfCheetah-v5/robo_rl_loop"] = lambda: train_robo_rl(
+        "symphony", compile_flag, warmup, train_steps // 3)
     return table
 
 
 def report(results: dict[str, Any]) -> str:
-    lines = ["| measurement | steps/s |", "|---|---:|"]
-    for name, entry in results["entries"].items():
-        lines.append(f"| {name} | {entry['steps_per_second']:.0f} |")
+    """Markdown tables: env throughput, and training throughput as ratios to SB3 SAC."""
     entries = results["entries"]
-    native = entries.get("train/sb3_sac/HalfCheetah-v5/sb3_learn")
-    ours = entries.get("train/sb3_sac/HalfCheetah-v5/robo_rl_loop")
-    if native and ours:
-        lines.append(f"\nSB3 SAC through robo-rl's loop runs at {ours['steps_per_second'] / native['steps_per_second']:.2f}x "
-                     "the speed of SB3's own `learn` loop.")
+    peak = entries.get("machine/matmul_peak_fp32", {}).get("gflops")
+    base = entries.get("train/sb3_sac/HalfCheetah-v5/sb3_learn", {}).get("steps_per_second")
+    lines = ["| env | observation | steps/s |", "|---|---|---:|"]
+    for name, entry in entries.items():
+        if name.startswith("env/"):
+            lines.append(f"| {name.split('/', 1)[1].replace('/pixels', '')} | {entry['observation']} | {entry['steps_per_second']:.0f} |")
+    lines += ["", "| training on HalfCheetah-v5 | env steps/s | vs SB3 SAC | GFLOP per update | updates/step | % of matmul peak |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for name, entry in entries.items():
+        if not name.startswith("train/"):
+            continue
+        if "skipped" in entry:
+            lines.append(f"| {name.split('/')[1]} ({name.split('/')[-1]}) | skipped: {entry['skipped']} | | | | |")
+            continue
+        sps = entry["steps_per_second"]
+        ratio = f"{sps / base:.2f}x" if base else "-"
+        flops = entry.get("flops_per_update")
+        gflop = f"{flops / 1e9:.2f}" if flops else "-"
+        share = f"{100 * entry['gflops_per_second'] / peak:.0f}%" if flops and peak else "-"
+        lines.append(f"| {name.split('/')[1]} ({name.split('/')[-1]}) | {sps:.0f} | {ratio} | {gflop} | "
+                     f"{entry.get('updates_per_step', 1)} | {share} |")
+    if peak:
+        lines.append(f"\nMeasured fp32 matmul peak: {peak:.0f} GFLOP/s ({entries['machine/matmul_peak_fp32']['threads']} threads).")
     return "\n".join(lines)
 
 
@@ -161,7 +270,8 @@ def main(args: list[str]) -> None:
         entry = measure()
         entry["measured"] = time.strftime("%Y-%m-%d %H:%M:%S")
         results["entries"][name] = entry
-        print(f"bench throughput: {name}: {entry['steps_per_second']:.0f} steps/s", flush=True)
+        shown = f"{entry['gflops']:.0f} GFLOP/s" if "gflops" in entry else f"{entry['steps_per_second']:.0f} steps/s"
+        print(f"bench throughput: {name}: {shown}", flush=True)
         write_json(path, results)
     write_json(path, results)
     print(report(results))

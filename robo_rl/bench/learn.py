@@ -1,0 +1,107 @@
+"""`robo-rl bench learn`: learning curves of agents against SB3 SAC, same seeds and env steps.
+
+Every (task, agent, seed) is one run of the ordinary training command in its own run folder under
+runs/bench/learn/; a run interrupted for any reason continues from its checkpoint when the command
+is repeated. Each finished run writes benchmarks/results/learn/<task>__<agent>__s<seed>.json
+(deterministic evaluations every `--eval-every` steps), and finished runs are skipped, so the table
+can be completed over several sittings (or in parallel processes with disjoint --seeds).
+`--report` aggregates what is there: mean, IQM and 95% bootstrap CI at the final step, and one
+learning-curve PNG per task.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from robo_rl.bench import results_dir
+
+TASKS = {"HalfCheetah-v5": "halfcheetah", "Walker2d-v5": "walker2d", "Humanoid-v5": "humanoid", "Hopper-v5": "hopper"}
+REFERENCE_100K = {"HalfCheetah-v5": ("MR.Q", 7872), "Walker2d-v5": ("MR.Q", 3127), "Humanoid-v5": ("MR.Q", 522)}
+
+
+def result_path(task: str, agent: str, seed: int, steps: int) -> Path:
+    folder = results_dir() / "learn"
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = "" if steps == 100_000 else f"__{steps // 1000}k"
+    return folder / f"{task}__{agent}__s{seed}{suffix}.json"
+
+
+def run_one(task: str, agent: str, seed: int, steps: int, eval_every: int, episodes: int, extra: list[str]) -> dict[str, Any]:
+    from robo_rl.config import compose, to_container
+    from robo_rl.runs import load_run_config, train_run
+
+    run_dir = Path("runs") / "bench" / "learn" / f"{task}__{agent}__s{seed}__{steps}"
+    resume = (run_dir / "checkpoint.safetensors").exists()
+    if resume:
+        cfg = load_run_config(run_dir)
+    else:
+        cfg = compose([f"agent={agent}", f"env={TASKS[task]}", f"seed={seed}", f"train.steps={steps}",
+                       f"train.eval_every={eval_every}", f"train.eval_episodes={episodes}",
+                       f"train.checkpoint_every={max(eval_every, 10_000)}", "train.video_steps=0", *extra])
+    final = train_run(cfg, run_dir, resume=resume)
+    evaluations = json.loads((run_dir / "evaluations.json").read_text())
+    return {
+        "task": task, "agent": agent, "seed": seed, "steps": steps, "extra_overrides": extra,
+        "curve": [{"step": e["step"], "mean_return": e["mean_return"], "std_return": e["std_return"]} for e in evaluations],
+        "final": {k: final[k] for k in ("mean_return", "std_return", "episodes")},
+        "config": to_container(cfg.agent),
+    }
+
+
+def report(steps: int) -> str:
+    """Markdown table and learning-curve PNGs from the result files."""
+    from robo_rl.evaluate import aggregate
+    from robo_rl.report import plot_curves
+
+    folder = results_dir() / "learn"
+    results = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    lines = [f"| task | agent | seeds | mean | IQM | 95% CI (IQM) | env steps |", "|---|---|---:|---:|---:|---|---:|"]
+    by_task: dict[str, dict[str, list]] = {}
+    for r in results:
+        by_task.setdefault(r["task"], {}).setdefault(f"{r['agent']}@{r['steps'] // 1000}k", []).append(r)
+    for task, groups in by_task.items():
+        curves = {}
+        for label, runs in sorted(groups.items()):
+            scores = [r["curve"][-1]["mean_return"] for r in runs]
+            agg = aggregate(scores)
+            ci = f"[{agg['iqm_ci'][0]:.0f}, {agg['iqm_ci'][1]:.0f}]" if "iqm_ci" in agg else "-"
+            lines.append(f"| {task} | {label.split('@')[0]} | {agg['n']} | {agg['mean']:.0f} | {agg['iqm']:.0f} | {ci} | {runs[0]['steps']} |")
+            curves[label] = [[(p["step"], p["mean_return"]) for p in r["curve"]] for r in runs]
+        png = folder / f"{task}.png"
+        plot_curves(curves, png, title=f"{task}: deterministic eval return (mean, min-max over seeds)")
+        lines.append("")
+    for task, (name, value) in REFERENCE_100K.items():
+        if task in by_task:
+            lines.append(f"Reference at 100k on {task}: {name} {value}.")
+    text = "\n".join(lines)
+    (folder / "summary.md").write_text(text + "\n")
+    return text
+
+
+def main(args: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="robo-rl bench learn")
+    parser.add_argument("--tasks", default="HalfCheetah-v5,Walker2d-v5")
+    parser.add_argument("--agents", default="symphony_cpu,sb3_sac")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--eval-every", type=int, default=5_000)
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--override", action="append", default=[], help="extra config override for every run")
+    parser.add_argument("--report", action="store_true", help="only aggregate the result files")
+    opts = parser.parse_args(args)
+    if not opts.report:
+        for task in opts.tasks.split(","):
+            if task not in TASKS:
+                raise SystemExit(f"robo-rl: unknown task '{task}' (valid: {', '.join(TASKS)})")
+            for agent in opts.agents.split(","):
+                for seed in (int(s) for s in opts.seeds.split(",")):
+                    path = result_path(task, agent, seed, opts.steps)
+                    if path.exists():
+                        print(f"bench learn: {path.name} done, skipped")
+                        continue
+                    print(f"bench learn: {task} {agent} seed {seed}, {opts.steps} steps", flush=True)
+                    result = run_one(task, agent, seed, opts.steps, opts.eval_every, opts.episodes, opts.override)
+                    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(report(opts.steps))
