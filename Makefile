@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 # Train the default agent on the default MuJoCo task for a short budget, evaluate it, and write a
 # run folder (config, checkpoint, TensorBoard events, eval.json, learning curve, policy video).
 demo: setup
-	$(BIN)/robo-rl train train=demo agent.learning_starts=2000
+	$(BIN)/robo-rl train agent=symphony_cpu train=demo agent.explore_steps=5000 agent.compile=true
 
 test: setup
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q --durations=15

@@ -48,17 +48,18 @@ def test_compose_applies_overrides():
     cfg = compose(["agent=sb3_td3", "env=hopper", "train.steps=123", "seed=7"])
     assert cfg.agent.algo == "TD3" and cfg.env.id == "Hopper-v5" and cfg.train.steps == 123 and cfg.seed == 7
     assert cfg.env.pixels.size == 84  # shared env defaults are composed in
+    assert compose([]).agent.name == "symphony_cpu"  # the suite's default agent
     validate_overrides(["agent=sb3_td3", "agent.hyperparams.learning_rate=0.001"])
     with pytest.raises(ConfigError, match="learning_rate"):
         validate_overrides(["agent.hyperparams.learning_rate=fast"])
 
 
-SMOKE = ["train=smoke", "agent.learning_starts=100", "env.max_episode_steps=100", "agent.hyperparams.batch_size=32"]
+SMOKE = ["agent=sb3_sac", "train=smoke", "agent.learning_starts=100", "env.max_episode_steps=100", "agent.hyperparams.batch_size=32"]
 
 
 @pytest.mark.parametrize("agent", ["sb3_sac", "sb3_td3"])
 def test_train_then_eval_smoke(cli, tmp_path, agent):
-    result = cli("train", f"agent={agent}", *SMOKE, "train.video_steps=20", f"hydra.run.dir={tmp_path / 'run'}")
+    result = cli("train", *SMOKE, f"agent={agent}", "train.video_steps=20", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr[-2000:]
     run = tmp_path / "run"
     for name in ("config.yaml", "checkpoint.safetensors", "eval.json", "evaluations.json", "learning_curve.png",
@@ -71,7 +72,7 @@ def test_train_then_eval_smoke(cli, tmp_path, agent):
     result = cli("eval", f"run={run}", "episodes=2")
     assert result.returncode == 0 and "eval return" in result.stdout
     # the folder already holds a run: training into it again is refused, not silently mixed
-    result = cli("train", f"agent={agent}", *SMOKE, f"hydra.run.dir={run}")
+    result = cli("train", *SMOKE, f"agent={agent}", f"hydra.run.dir={run}")
     assert result.returncode != 0
 
 
@@ -93,3 +94,11 @@ def test_multirun_on_local_ray(cli, tmp_path):
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     for name in ("0_sb3_sac_halfcheetah_s1", "1_sb3_sac_halfcheetah_s2"):
         assert (tmp_path / "ray" / name / "eval.json").is_file()
+
+
+def test_symphony_trains_through_the_cli(cli, tmp_path):
+    result = cli("train", "agent=symphony_cpu", "train=smoke", "agent.explore_steps=200", "agent.times=3",
+                 "agent.hidden=32", "agent.batch_size=32", "env.max_episode_steps=100", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    evaluation = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert evaluation["agent"] == "symphony_cpu" and len(evaluation["returns"]) == 2

@@ -5,15 +5,19 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from robo_rl.checkpoint import load_checkpoint, read_info
 
-ARGS = [
-    "train", "train=smoke", "train.steps=1000", "train.checkpoint_every=200", "train.eval_every=500",
-    "agent.learning_starts=200", "agent.hyperparams.batch_size=64", "agent.hyperparams.net_arch=[64,64]",
-    "env.max_episode_steps=100", "threads=1", "seed=3",
-]
+COMMON = ["train", "train=smoke", "train.steps=1000", "train.checkpoint_every=200", "train.eval_every=500",
+          "env.max_episode_steps=100", "threads=1", "seed=3"]
+AGENTS = {
+    "sb3_sac": ["agent=sb3_sac", "agent.learning_starts=200", "agent.hyperparams.batch_size=64",
+                "agent.hyperparams.net_arch=[64,64]"],
+    "symphony_cpu": ["agent=symphony_cpu", "agent.explore_steps=200", "agent.times=5", "agent.hidden=64",
+                     "agent.batch_size=64"],
+}
 
 
 def cli(*args, cwd):
@@ -37,7 +41,9 @@ def assert_same_state(a, b, path="state"):
         assert a == b, path
 
 
-def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("agent", sorted(AGENTS))
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, agent):
+    ARGS = COMMON + AGENTS[agent]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     done = subprocess.run(cli(*ARGS, f"hydra.run.dir={straight}", cwd=tmp_path), cwd=tmp_path, env=env,
