@@ -220,7 +220,7 @@ def cases(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
     table["train/symphony_cpu/HalfCheetah-v5/robo_rl_loop"] = lambda: train_robo_rl(
         "symphony_cpu", compile_flag, warmup, train_steps)
     table["train/symphony/HalfCheetah-v5/robo_rl_loop"] = lambda: train_robo_rl(
-        "symphony", compile_flag, warmup, train_steps // 3)
+        "symphony", compile_flag, warmup, max(50, train_steps // 10))
     return table
 
 

@@ -1,0 +1,34 @@
+import json
+
+import numpy as np
+
+from robo_rl.evaluate import aggregate, evaluate
+from robo_rl.envs import env_config, make_env
+from robo_rl.report import plot_curves
+from robo_rl.runs import RandomAgent
+
+
+def test_aggregate_iqm_and_bootstrap_interval():
+    scores = [0.0, 10.0, 20.0, 30.0, 1000.0, -1000.0, 15.0, 25.0]
+    out = aggregate(scores, reps=500)
+    middle = sorted(scores)[2:6]  # IQM: mean of the middle 50%
+    assert abs(out["iqm"] - np.mean(middle)) < 1e-9
+    assert out["iqm_ci"][0] <= out["iqm"] <= out["iqm_ci"][1]
+    assert out["mean_ci"][0] < out["mean_ci"][1]
+    assert aggregate([5.0])["iqm"] == 5.0 and "iqm_ci" not in aggregate([5.0])
+
+
+def test_evaluate_reports_success_for_metaworld_and_is_seeded():
+    env = make_env(env_config("metaworld", "reach-v3", max_episode_steps=30), seed=0)
+    agent = RandomAgent(env.observation_space, env.action_space, {}, 0)
+    a = evaluate(agent, env, episodes=2, seed=5)
+    assert a["lengths"] == [30, 30] and 0.0 <= a["success_rate"] <= 1.0
+    agent = RandomAgent(env.observation_space, env.action_space, {}, 0)
+    b = evaluate(agent, env, episodes=2, seed=5)
+    assert a["returns"] == b["returns"]
+
+
+def test_learning_curve_png(tmp_path):
+    path = plot_curves({"a": [[(0, 1.0), (10, 2.0)], [(0, 0.5), (10, 3.0)]], "b": [[(0, 0.0), (10, 1.0)]]},
+                       tmp_path / "curve.png", title="t")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
