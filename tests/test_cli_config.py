@@ -102,3 +102,13 @@ def test_symphony_trains_through_the_cli(cli, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     evaluation = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert evaluation["agent"] == "symphony_cpu" and len(evaluation["returns"]) == 2
+
+
+def test_bench_throughput_quick_writes_results_and_skips_done(cli, tmp_path):
+    out = tmp_path / "throughput.json"
+    result = cli("bench", "throughput", "--quick", "--only", "env/mujoco", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert set(data["entries"]) == {"env/mujoco/HalfCheetah-v5", "env/mujoco/HalfCheetah-v5/pixels"}
+    assert all(e["steps_per_second"] > 0 for e in data["entries"].values())
+    assert "| mujoco/HalfCheetah-v5 | state |" in result.stdout
