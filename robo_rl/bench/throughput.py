@@ -208,6 +208,8 @@ def cases(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
     table["train/sb3_sac/HalfCheetah-v5/robo_rl_loop"] = lambda: train_robo_rl("sb3_sac", [], warmup, train_steps)
     table["train/sbx_sac/HalfCheetah-v5/sbx_learn"] = lambda: sac_sbx(warmup, train_steps)
     compile_flag = [] if quick else ["agent.compile=true"]
+    table["train/symphony_cpu/HalfCheetah-v5/robo_rl_loop_eager"] = lambda: train_robo_rl(
+        "symphony_cpu", [], warmup, train_steps)
     table["train/symphony_cpu/HalfCheetah-v5/robo_rl_loop"] = lambda: train_robo_rl(
         "symphony_cpu", compile_flag, warmup, train_steps)
     table["train/symphony/HalfCheetah-v5/robo_rl_loop"] = lambda: train_robo_rl(
