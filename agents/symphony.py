@@ -237,6 +237,9 @@ class Symphony(Agent):
         self.quiet_steps = int(c.get("quiet_steps", 50))  # A-term off this close to the time limit
         self.learning_starts = self.explore_steps
         self.replay_size = self.explore_steps * self.times
+        if len(observation_space.shape) != 1:
+            raise ValueError(f"Symphony takes flat state observations, got shape {observation_space.shape} "
+                             "(pixel observations need an encoder)")
         if self.hidden % 4 or self.hidden < 8:
             raise ValueError(f"agent.hidden must be a multiple of 4 (>= 8), got {self.hidden}")
 

@@ -72,10 +72,15 @@ def _hydra_train(args: list[str]) -> None:
 
     @hydra.main(config_path="pkg://robo_rl.configs", config_name="config", version_base="1.3")
     def task(cfg: DictConfig) -> float:
+        from robo_rl.checkpoint import CheckpointError
+        from robo_rl.config import ConfigError
         from robo_rl.runs import train_run
 
         run_dir = Path(HydraConfig.get().runtime.output_dir)
-        result = train_run(cfg, run_dir)
+        try:
+            result = train_run(cfg, run_dir)
+        except (ConfigError, CheckpointError) as exc:  # one line, not Hydra's traceback
+            sys.exit(_fail(str(exc)))
         print(f"robo-rl: eval return {result['mean_return']:.1f} +- {result['std_return']:.1f} "
               f"(random policy {result['random_policy']['mean_return']:.1f})")
         print(f"robo-rl: run folder {run_dir}  (config.yaml, checkpoint.safetensors, tb/, eval.json, "
