@@ -32,3 +32,13 @@ def test_learning_curve_png(tmp_path):
     path = plot_curves({"a": [[(0, 1.0), (10, 2.0)], [(0, 0.5), (10, 3.0)]], "b": [[(0, 0.0), (10, 1.0)]]},
                        tmp_path / "curve.png", title="t")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_readme_section_is_replaced_between_markers(tmp_path):
+    from robo_rl.bench import update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- t:start -->\nold\n<!-- t:end -->\noutro\n")
+    assert update_readme("t", "| new |", readme)
+    assert readme.read_text() == "intro\n<!-- t:start -->\n| new |\n<!-- t:end -->\noutro\n"
+    assert not update_readme("missing", "x", readme)

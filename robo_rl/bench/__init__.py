@@ -18,5 +18,21 @@ def results_dir() -> Path:
     return path
 
 
+def update_readme(section: str, text: str, readme: str | Path = "README.md") -> bool:
+    """Replace the text between `<!-- section:start -->` and `<!-- section:end -->` in the README
+    (when run from the repository root), so the README's tables always come from the result files."""
+    path = Path(readme)
+    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
+    if not path.is_file():
+        return False
+    content = path.read_text()
+    if start not in content or end not in content:
+        return False
+    head, rest = content.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{text.strip()}\n{end}{tail}")
+    return True
+
+
 def run_benchmark(name: str, args: list[str]) -> None:
     importlib.import_module(BENCHMARKS[name]).main(args)

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from robo_rl.bench import results_dir
+from robo_rl.bench import results_dir, update_readme
 
 TASKS = {"HalfCheetah-v5": "halfcheetah", "Walker2d-v5": "walker2d", "Humanoid-v5": "humanoid", "Hopper-v5": "hopper"}
 REFERENCE_100K = {"HalfCheetah-v5": ("MR.Q", 7872), "Walker2d-v5": ("MR.Q", 3127), "Humanoid-v5": ("MR.Q", 522)}
@@ -77,6 +77,7 @@ def report(steps: int) -> str:
             lines.append(f"Reference at 100k on {task}: {name} {value}.")
     text = "\n".join(lines)
     (folder / "summary.md").write_text(text + "\n")
+    update_readme("learn", text)
     return text
 
 

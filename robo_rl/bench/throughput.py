@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from robo_rl.bench import results_dir
+from robo_rl.bench import results_dir, update_readme
 from robo_rl.logger import write_json
 
 ENV_CASES = {
@@ -267,4 +267,7 @@ def main(args: list[str]) -> None:
         print(f"bench throughput: {name}: {shown}", flush=True)
         write_json(path, results)
     write_json(path, results)
-    print(report(results))
+    table = report(results)
+    if not opts.quick and opts.out is None:
+        update_readme("throughput", table)
+    print(table)
