@@ -146,6 +146,31 @@ class Trainer:
         self.evaluations.append(result)
         return result
 
+    def _evaluate_and_report(self, logger: RunLogger | None, bar: ProgressBar) -> None:
+        result = self._evaluate()
+        bar.update(self.step, result["mean_return"])
+        if logger is not None:
+            scalars = {k: result[k] for k in ("mean_return", "std_return", "success_rate") if k in result}
+            logger.record(self.step, scalars, "eval")
+            write_json(self.run_dir / "evaluations.json", self.evaluations)
+        for cb in self.callbacks:
+            cb.on_eval(self, result)
+
+    def _end_episode(self, logger: RunLogger | None, ep_return: float, ep_len: int, ep_success: bool | None) -> None:
+        """Log the episode, then checkpoint if one is due: here, before the next reset, the loop's
+        whole state is in the checkpoint, which is what makes resuming exact."""
+        self.episodes += 1
+        if logger is not None:
+            logger.episode(self.step, self.episodes, ep_return, ep_len, ep_success)
+        for cb in self.callbacks:
+            cb.on_episode_end(self, ep_return, ep_len)
+        if self.step >= self.next_checkpoint and self.run_dir is not None:
+            while self.next_checkpoint <= self.step:
+                self.next_checkpoint += self.checkpoint_every
+            if logger is not None:
+                logger.flush()
+            self.save()
+
     def run(self) -> list[dict[str, Any]]:
         logger = RunLogger(self.run_dir, resume_step=self.resumed_from) if self.run_dir is not None else None
         bar = ProgressBar(self.total_steps, start=self.step, enabled=self.progress_enabled)
@@ -177,29 +202,12 @@ class Trainer:
                     logger.record(self.step, {"steps_per_second": (self.step - s_log) / (now - t_log)}, "time")
                     t_log, s_log = now, self.step
                 if self.eval_env is not None and self.eval_every > 0 and self.step % self.eval_every == 0:
-                    result = self._evaluate()
-                    bar.update(self.step, result["mean_return"])
-                    if logger is not None:
-                        scalars = {k: result[k] for k in ("mean_return", "std_return", "success_rate") if k in result}
-                        logger.record(self.step, scalars, "eval")
-                        write_json(self.run_dir / "evaluations.json", self.evaluations)
-                    for cb in self.callbacks:
-                        cb.on_eval(self, result)
+                    self._evaluate_and_report(logger, bar)
                 for cb in self.callbacks:
                     if cb.on_step(self) is False:
                         self.stop_requested = True
                 if terminated or truncated:
-                    self.episodes += 1
-                    if logger is not None:
-                        logger.episode(self.step, self.episodes, ep_return, ep_len, ep_success)
-                    for cb in self.callbacks:
-                        cb.on_episode_end(self, ep_return, ep_len)
-                    if self.step >= self.next_checkpoint and self.run_dir is not None:
-                        while self.next_checkpoint <= self.step:
-                            self.next_checkpoint += self.checkpoint_every
-                        if logger is not None:
-                            logger.flush()
-                        self.save()
+                    self._end_episode(logger, ep_return, ep_len, ep_success)
                     obs, _ = self.env.reset()
                     ep_return, ep_len, ep_success = 0.0, 0, None
                 if self.step % 100 == 0:
