@@ -70,7 +70,7 @@ def report(steps: int) -> str:
             lines.append(f"| {task} | {label.split('@')[0]} | {agg['n']} | {agg['mean']:.0f} | {agg['iqm']:.0f} | {ci} | {runs[0]['steps']} |")
             curves[label] = [[(p["step"], p["mean_return"]) for p in r["curve"]] for r in runs]
         png = folder / f"{task}.png"
-        plot_curves(curves, png, title=f"{task}: deterministic eval return (mean, min-max over seeds)")
+        plot_curves(curves, png, title=f"{task}: mean over seeds, band min-max", ylabel="deterministic eval return")
         lines.append("")
     for task, (name, value) in REFERENCE_100K.items():
         if task in by_task:
