@@ -25,9 +25,11 @@ readable top to bottom. The pieces, under their paper names:
 
 Where we differ from the author's code, on purpose: the three critic heads run as one batched matmul
 (same maths, faster); the buffer is a ring with ages mapped to the same probabilities instead of
-rolling every array each step (same sampling distribution, tested); the optimiser is fused with
-torch._foreach ops (same update); a fresh batch is drawn for each of the G updates, as the code does
-(the paper's pseudocode samples once); the code reseeds every RNG with fresh random seeds at every
+rolling every array each step (same transitions in the same order, tested); the optimiser and the
+Polyak update act on one flat parameter buffer (same update, a few ops instead of a few per tensor);
+`compile: true` runs the loss through torch.compile (same maths, fused element-wise ops); a fresh
+batch is drawn for each of the G updates, as the code does (the paper's pseudocode samples once); the
+code reseeds every RNG with fresh random seeds at every
 step, which makes runs irreproducible - we seed once; |Q_ema| is floored at 1e-6 to avoid a division
 by zero early in training (the code does not guard).
 """
@@ -166,7 +168,7 @@ class ActorCritic(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# Optimiser: the paper's Adam, fused
+# Optimiser: the paper's Adam, on one flat parameter buffer
 # ---------------------------------------------------------------------------------------------
 def flatten_parameters(params: list[nn.Parameter]) -> tuple[torch.Tensor, torch.Tensor]:
     """Move parameters into one contiguous buffer (each parameter becomes a view of it) and give
