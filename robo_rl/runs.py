@@ -26,12 +26,12 @@ CONFIG_NAME = "config.yaml"
 class RandomAgent(Agent):
     """Uniform random actions: the floor every trained policy is compared with."""
 
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        return self.rng.uniform(-1.0, 1.0, size=self.action_dim).astype(np.float32)
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.rng = np.random.default_rng(self.seed)
+
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        return self.rng.uniform(-1.0, 1.0, size=self.action_dim).astype(np.float32)
 
     def train_step(self, replay: Any) -> dict[str, float]:
         return {}
