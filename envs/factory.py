@@ -20,8 +20,11 @@ from robo_rl.envs.pixels import PixelObservation
 FAMILIES = ("mujoco", "metaworld", "dmc")
 MUJOCO_IDS = (
     "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5", "Humanoid-v5",
-    "InvertedPendulum-v5", "Pusher-v5", "Reacher-v5",
+    "InvertedPendulum-v5", "Pusher-v5", "Reacher-v5", "ArmReach-v0",
 )
+# The suite's own MuJoCo task (envs/arm.py), shared with the ROS deployment.
+if "ArmReach-v0" not in gym.registry:
+    gym.register("ArmReach-v0", entry_point="robo_rl.envs.arm:ArmReachEnv", max_episode_steps=100)
 
 
 @lru_cache(maxsize=None)

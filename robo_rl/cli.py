@@ -3,7 +3,9 @@
   robo-rl train [key=value ...] [-m]     train (Hydra overrides; -m/--multirun sweeps, e.g. seed=0,1,2)
   robo-rl train resume=<run dir>         continue a run from its last checkpoint
   robo-rl eval run=<run dir> [episodes=10] [video=true]
-  robo-rl bench <name> [--quick]         benchmarks: throughput
+  robo-rl deploy checkpoint=<run dir> [robot=sim_arm] [transport=rospy|rosbridge] [dry_run=true] [key=value ...]
+                                         run a trained policy on a ROS arm behind the safety layer
+  robo-rl bench <name> [--quick]         benchmarks: throughput, learn, ros
   robo-rl options <group>                list the choices of a config group (agent, env, reward, train)
 
 Bad input prints one line naming the bad key or value and exits with code 2.
@@ -118,16 +120,39 @@ def cmd_bench(args: list[str]) -> int:
     return 0
 
 
-def cmd_options(args: list[str]) -> int:
-    from robo_rl.config import GROUPS, group_options
+def cmd_deploy(args: list[str]) -> int:
+    from omegaconf import OmegaConf
 
-    if len(args) != 1 or args[0] not in GROUPS:
-        raise UsageError(f"options needs one group (valid: {', '.join(GROUPS)})")
+    from robo_rl.config import DEPLOY_GROUPS, compose, validate_overrides
+    from robo_rl.real_robot.deploy import EXIT_WATCHDOG, deploy
+
+    validate_overrides(args, "deploy", DEPLOY_GROUPS)
+    cfg = compose(args, "deploy")
+    if OmegaConf.is_missing(cfg, "checkpoint"):
+        raise UsageError("deploy needs checkpoint=<run folder or checkpoint file>")
+    summary = deploy(cfg)
+    lat = summary["latency_ms"]
+    print(f"robo-rl: deploy {summary['status']} after {summary['steps']} steps over {summary['transport']}"
+          f"{' (dry run)' if summary['dry_run'] else ''}; holds {summary['holds']}, bad states {summary['bad_states']}"
+          + (f", latency p50 {lat['p50']:.2f} ms p99 {lat['p99']:.2f} ms" if lat else "")
+          + (f", goal distance {summary['final_goal_distance']:.3f}" if summary["final_goal_distance"] is not None else ""))
+    print(f"robo-rl: commands logged in {summary['out']}/commands.csv")
+    if summary["status"] == "done":
+        return 0
+    print(f"robo-rl: {summary['message']}", file=sys.stderr)
+    return EXIT_WATCHDOG if summary["status"] == "watchdog" else 130 if summary["status"] == "interrupted" else 1
+
+
+def cmd_options(args: list[str]) -> int:
+    from robo_rl.config import DEPLOY_GROUPS, GROUPS, group_options
+
+    if len(args) != 1 or args[0] not in GROUPS + DEPLOY_GROUPS:
+        raise UsageError(f"options needs one group (valid: {', '.join(GROUPS + DEPLOY_GROUPS)})")
     print("\n".join(group_options(args[0])))
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "options": cmd_options}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "deploy": cmd_deploy, "bench": cmd_bench, "options": cmd_options}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 CONFIG_MODULE = "robo_rl.configs"
 GROUPS = ("agent", "env", "reward", "train")
+DEPLOY_GROUPS = ("robot",)
 
 
 class ConfigError(ValueError):
@@ -24,12 +25,12 @@ def group_options(group: str) -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml") and not p.name.startswith("_"))
 
 
-def compose(overrides: Iterable[str] = ()) -> DictConfig:
+def compose(overrides: Iterable[str] = (), config_name: str = "config") -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
 
 
 def _parse(overrides: list[str]) -> list[Any]:
@@ -79,22 +80,22 @@ def _check_type(key: str, default: Any, value: Any) -> None:
         raise ConfigError(f"config key '{key}' expects {_type_name(default)}, got {value!r}")
 
 
-def validate_overrides(overrides: list[str]) -> None:
+def validate_overrides(overrides: list[str], config_name: str = "config", groups: tuple[str, ...] = GROUPS) -> None:
     """Raise ConfigError for an unknown group choice, unknown key or wrongly typed value."""
     parsed = [o for o in _parse(overrides) if not o.is_hydra_override()]
     choices: dict[str, str] = {}
     for o in parsed:
         key = o.key_or_group
-        if key in GROUPS:
+        if key in groups:
             valid = group_options(key)
             for value in _values(o):
                 if str(value) not in valid:
                     raise ConfigError(f"unknown {key} '{value}' (valid: {', '.join(valid)})")
             choices.setdefault(key, str(_values(o)[0]))
-    base = compose([f"{g}={v}" for g, v in choices.items()])
+    base = compose([f"{g}={v}" for g, v in choices.items()], config_name)
     for o in parsed:
         key = o.key_or_group
-        if key in GROUPS:
+        if key in groups:
             continue
         if o.is_add() or o.is_force_add():
             parent = key.rsplit(".", 1)[0] if "." in key else ""
@@ -103,7 +104,7 @@ def validate_overrides(overrides: list[str]) -> None:
             continue
         parent_key, _, leaf = key.rpartition(".")
         parent = OmegaConf.select(base, parent_key) if parent_key else base
-        if not isinstance(parent, DictConfig) or leaf not in parent:
+        if not isinstance(parent, DictConfig) or leaf not in parent.keys():
             where = f"'{parent_key}'" if parent_key else "the top level"
             known = ", ".join(sorted(str(k) for k in parent.keys())) if isinstance(parent, DictConfig) else "none"
             raise ConfigError(f"unknown config key '{key}' (valid keys at {where}: {known})")

@@ -1,0 +1,254 @@
+"""`robo-rl deploy`: run a trained policy on a ROS arm, one decision per joint-state message.
+
+Per state message: parse it (bad state -> hold), observation -> deterministic action -> request
+(adapter) -> safety layer -> publish, and one row in commands.csv. Around that loop:
+- watchdog: no fresh, valid state for `robot.watchdog.state_timeout` -> hold, stop, exit code 3;
+- e-stop topic: true -> hold (once) and command nothing until false arrives;
+- any exception -> hold, then a clean exit with one line (exit code 1);
+- dry run: everything computed and logged, nothing advertised or published;
+- the end of the run (steps done, or goal reached with stop_at_goal) -> hold, exit 0.
+deploy.json sums up: status, steps, holds, faults, latency (state received -> command published)
+p50/p99/max, missed deadlines, and the final distance to the goal.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robo_rl.real_robot import messages
+from robo_rl.real_robot.adapter import Adapter, JointReading, StateError, check_spaces
+from robo_rl.real_robot.robot import RobotConfig, robot_config
+from robo_rl.real_robot.safety import Command, SafetyLayer, make_workspace
+from robo_rl.real_robot.transport import LOG, Transport, TransportError, make_transport
+
+EXIT_WATCHDOG = 3
+
+
+class DeployError(RuntimeError):
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class StateSlot:
+    """The newest state message, handed from the transport's thread to the control loop."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._msg: dict | None = None
+        self._received = 0.0
+        self.count = 0
+
+    def put(self, msg: dict) -> None:
+        now = time.perf_counter()
+        with self._cond:
+            self._msg, self._received = msg, now
+            self.count += 1
+            self._cond.notify()
+
+    def wait_newer(self, seen: int, timeout: float) -> tuple[dict | None, float, int]:
+        """The newest message after message number `seen`, or (None, 0, seen) after `timeout`."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.count > seen, timeout=timeout):
+                return None, 0.0, seen
+            return self._msg, self._received, self.count
+
+
+class CommandLog:
+    """commands.csv: one flushed row per command computed (sent, held or dry-run)."""
+
+    def __init__(self, path: Path, joints: tuple[str, ...]) -> None:
+        self._file = path.open("w", newline="")
+        self._writer = csv.writer(self._file)
+        self._writer.writerow(["time", "step", "status", "kind", "reasons", "latency_ms", "goal_distance", *joints])
+
+    def write(self, step: int, status: str, cmd: Command, latency: float | None, distance: float | None) -> None:
+        self._writer.writerow([f"{time.time():.6f}", step, status, cmd.kind, "|".join(cmd.reasons),
+                               "" if latency is None else f"{1e3 * latency:.4f}",
+                               "" if distance is None else f"{distance:.5f}", *(f"{v:.6f}" for v in cmd.values)])
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class DeployLoop:
+    def __init__(self, robot: RobotConfig, agent: Any, transport: Transport, out: Path, dry_run: bool = False,
+                 connect_timeout: float = 10.0) -> None:
+        self.robot, self.agent, self.transport = robot, agent, transport
+        self.adapter = Adapter(robot)
+        self.safety = SafetyLayer(robot.limits, robot.period, robot.command_type, make_workspace(robot))
+        self.dry_run = dry_run
+        self.connect_timeout = connect_timeout
+        self.out = out
+        self.states = StateSlot()
+        self.estop = threading.Event()
+        self.log = CommandLog(out / "commands.csv", robot.joints)
+        self.latencies: list[float] = []
+        self.counts = {"published": 0, "holds": 0, "bad_states": 0, "estops": 0, "missed_deadlines": 0, "dropped_states": 0}
+        self.holding: str | None = None     # why the arm is held now (None: policy in control)
+        self.last_reading: JointReading | None = None
+
+    # --- messages ---------------------------------------------------------------------------------
+    def _on_estop(self, msg: dict) -> None:
+        if msg.get("data") is True:
+            self.estop.set()
+        elif msg.get("data") is False:
+            self.estop.clear()
+
+    def _message(self, cmd: Command) -> dict:
+        r = self.robot
+        if r.command_message == "array":
+            return messages.float64_array(cmd.values)
+        return messages.joint_trajectory(r.joints, cmd.values, cmd.kind, r.period)
+
+    def _send(self, step: int, cmd: Command, received: float | None, distance: float | None) -> None:
+        if not self.dry_run:
+            self.transport.publish(self.robot.command_topic, self._message(cmd))
+            self.counts["published"] += 1
+        latency = None if received is None else time.perf_counter() - received
+        if latency is not None:
+            self.latencies.append(latency)
+            if latency > self.robot.period:
+                self.counts["missed_deadlines"] += 1
+        self.log.write(step, "dry_run" if self.dry_run else ("hold" if cmd.hold else "sent"), cmd, latency, distance)
+
+    def _hold(self, step: int, reason: str, received: float | None = None) -> None:
+        """Send one hold command when the arm enters a held state (not again while it stays held)."""
+        if self.holding is None:
+            self.counts["holds"] += 1
+            self._send(step, self.safety.hold(reason), received, None)
+        self.holding = reason
+
+    # --- the loop -----------------------------------------------------------------------------------
+    def _start(self) -> tuple[int, JointReading]:
+        r = self.robot
+        self.transport.connect(self.connect_timeout)
+        self.transport.subscribe(r.state_topic, messages.JOINT_STATE, self.states.put)
+        if r.estop_topic:
+            self.transport.subscribe(r.estop_topic, messages.BOOL, self._on_estop)
+        if not self.dry_run:
+            self.transport.advertise(r.command_topic, r.command_ros_type)
+        msg, _, seen = self.states.wait_newer(0, self.connect_timeout)
+        if msg is None:
+            raise DeployError(f"no joint state on {r.state_topic} within {self.connect_timeout:.0f} s", EXIT_WATCHDOG)
+        try:
+            reading = self.adapter.reading(msg)
+        except StateError as exc:
+            raise DeployError(f"the first joint state is unusable: {exc}") from None
+        self.safety.start(reading.positions)
+        self.agent.act(self.adapter.observation(reading), deterministic=True)   # warm-up: first call is slow
+        if self.safety.workspace is not None and not self.safety.workspace.contains(reading.positions):
+            raise DeployError("the arm starts outside the configured workspace box; move it inside first")
+        if not self.dry_run and hasattr(self.transport, "wait_for_subscribers"):
+            self.transport.wait_for_subscribers(r.command_topic, 2.0)
+        return seen, reading
+
+    def run(self, steps: int, stop_at_goal: bool = False, goal_tolerance: float = 0.1) -> dict[str, Any]:
+        status, message = "done", ""
+        step = 0
+        try:
+            seen, self.last_reading = self._start()
+            bad_since: float | None = None
+            while step < steps:
+                msg, received, count = self.states.wait_newer(seen, self.robot.state_timeout)
+                if msg is None:
+                    self._hold(step, "watchdog: no fresh state")
+                    status, message = "watchdog", f"no joint state for {self.robot.state_timeout} s: arm held, deploy stopped"
+                    break
+                self.counts["dropped_states"] += count - seen - 1
+                seen = count
+                if self.transport.errors:
+                    raise DeployError(f"ROS reported an error: {self.transport.errors[0]}")
+                if self.estop.is_set():
+                    if self.holding != "e-stop":
+                        self.counts["estops"] += 1
+                        self.holding = None
+                    self._hold(step, "e-stop")
+                    continue
+                try:
+                    reading = self.adapter.reading(msg)
+                except StateError as exc:
+                    self.counts["bad_states"] += 1
+                    bad_since = bad_since or received
+                    self._hold(step, f"bad state: {exc}", received)
+                    if received - bad_since > self.robot.state_timeout:
+                        status, message = "watchdog", f"no valid joint state for {self.robot.state_timeout} s ({exc}): arm held, deploy stopped"
+                        break
+                    continue
+                bad_since = None
+                if self.holding is not None:    # back from a hold: start again from where the arm is
+                    self.safety.start(reading.positions)
+                    self.holding = None
+                self.last_reading = reading
+                distance = self.adapter.goal_distance(reading)
+                if stop_at_goal and distance is not None and distance < goal_tolerance:
+                    break
+                action = self.agent.act(self.adapter.observation(reading), deterministic=True)
+                cmd = self.safety.filter(self.adapter.request(action, reading), reading.positions)
+                self._send(step, cmd, received, distance)
+                step += 1
+            if status == "done":
+                self._hold(step, "end of run")
+        except BaseException as exc:
+            self._emergency_hold(step, exc)
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
+            message = str(exc) if isinstance(exc, (DeployError, TransportError)) else f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, DeployError) and exc.exit_code == EXIT_WATCHDOG:
+                status = "watchdog"
+        finally:
+            self.log.close()
+            self.transport.close()
+        return self._summary(status, message, step)
+
+    def _emergency_hold(self, step: int, exc: BaseException) -> None:
+        LOG.error("deploy: %s; sending hold", exc)
+        if self.safety.last_target is None:
+            return   # nothing was ever commanded
+        try:
+            self.holding = None
+            self._hold(step, f"exception: {type(exc).__name__}")
+        except Exception as second:   # the connection itself may be what failed
+            LOG.error("deploy: hold could not be sent: %s", second)
+
+    def _summary(self, status: str, message: str, steps: int) -> dict[str, Any]:
+        lat = np.asarray(self.latencies) * 1e3
+        summary = {
+            "status": status, "message": message, "steps": steps, "robot": self.robot.name,
+            "transport": self.transport.name, "dry_run": self.dry_run, "control_rate_hz": self.robot.control_rate,
+            **self.counts,
+            "latency_ms": {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)), "max": float(lat.max())} if lat.size else None,
+            "final_positions": None if self.last_reading is None else self.last_reading.positions.tolist(),
+            "final_goal_distance": None if self.last_reading is None else self.adapter.goal_distance(self.last_reading),
+        }
+        (self.out / "deploy.json").write_text(json.dumps(summary, indent=1) + "\n")
+        return summary
+
+
+def deploy(cfg: Any) -> dict[str, Any]:
+    """Run `robo-rl deploy` from a composed deploy config; raises ConfigError/CheckpointError on bad input."""
+    import torch
+
+    from robo_rl.runs import load_agent
+
+    robot = robot_config(cfg.robot)
+    checkpoint = Path(str(cfg.checkpoint))
+    agent, info = load_agent(checkpoint)
+    check_spaces(robot, info, str(checkpoint))
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    base = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    out = Path(cfg.out) if cfg.out else base / "deploy" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    out.mkdir(parents=True, exist_ok=True)
+    transport = make_transport(str(cfg.transport), robot)
+    loop = DeployLoop(robot, agent, transport, out, dry_run=bool(cfg.dry_run), connect_timeout=float(cfg.connect_timeout))
+    summary = loop.run(int(cfg.steps), bool(cfg.stop_at_goal), float(cfg.goal_tolerance))
+    summary["out"] = str(out)
+    return summary

@@ -1,0 +1,104 @@
+"""A ROS 1 node that is the MuJoCo arm: publishes sensor_msgs/JointState at the control rate and
+follows commands on the robot config's command topic, like an arm's driver with a position or
+velocity controller. Same model and action meaning as ArmReach-v0.
+
+  python -m robo_rl.real_robot.sim_arm_node [--robot sim_arm] [--rate HZ] [--command-type ...]
+      [--fault nan|range|malformed|silence --fault-after SECONDS] [--duration SECONDS]
+
+Commands that do not fit (wrong joint names or counts, non-finite values) are ignored with a
+warning. --fault makes the node misbehave after some seconds, for the deploy loop's fault tests.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+
+def _robot(name: str, overrides: list[str]):
+    from hydra import compose, initialize_config_module
+
+    from robo_rl.real_robot.robot import robot_config
+
+    with initialize_config_module(config_module="robo_rl.configs", version_base="1.3"):
+        cfg = compose(config_name="deploy", overrides=[f"robot={name}", *overrides])
+    return robot_config(cfg.robot)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sim_arm_node")
+    parser.add_argument("--robot", default="sim_arm")
+    parser.add_argument("--rate", type=float, default=None, help="state rate in Hz (default: the robot's control rate)")
+    parser.add_argument("--command-type", choices=["position", "velocity"], default=None)
+    parser.add_argument("--command-message", choices=["trajectory", "array"], default=None)
+    parser.add_argument("--fault", choices=["nan", "range", "malformed", "silence"], default=None)
+    parser.add_argument("--fault-after", type=float, default=1.0)
+    parser.add_argument("--duration", type=float, default=600.0, help="exit after this many seconds")
+    opts = parser.parse_args(argv)
+    overrides = []
+    if opts.rate:
+        overrides.append(f"robot.control_rate={opts.rate}")
+    if opts.command_type:
+        overrides.append(f"robot.command.type={opts.command_type}")
+    if opts.command_message:
+        overrides.append(f"robot.command.message={opts.command_message}")
+    robot = _robot(opts.robot, overrides)
+
+    from robo_rl.envs.arm import ArmSim
+    from robo_rl.real_robot import messages
+    from robo_rl.real_robot.transport import import_rospy
+
+    rospy = import_rospy()
+    rospy.init_node("sim_arm", disable_signals=True)
+    sim = ArmSim()
+    sim.reset(robot.start)
+    target = robot.start.copy()
+    velocity = np.zeros(robot.n_joints)
+    state_cls = messages.ros_class(messages.JOINT_STATE)
+    command_type = robot.command_ros_type
+
+    def on_command(msg) -> None:
+        nonlocal target, velocity
+        try:
+            values = np.asarray(messages.command_values(messages.from_ros(msg), command_type, robot.joints, robot.command_type))
+        except messages.MessageError as exc:
+            rospy.logwarn(f"sim_arm: ignored command: {exc}")
+            return
+        if robot.command_type == "position":
+            target = values
+        else:
+            velocity = values
+
+    pub = rospy.Publisher(robot.state_topic, state_cls, queue_size=1, tcp_nodelay=True)
+    rospy.Subscriber(robot.command_topic, messages.ros_class(command_type), on_command, queue_size=1, tcp_nodelay=True)
+    period = robot.period
+    start = time.monotonic()
+    next_tick = start
+    print(f"sim_arm: publishing {robot.state_topic} at {robot.control_rate:g} Hz, following {robot.command_topic}", flush=True)
+    while not rospy.is_shutdown() and time.monotonic() - start < opts.duration:
+        if robot.command_type == "velocity":
+            target = sim.positions + velocity * period
+        sim.set_position_target(target)
+        sim.advance(period)
+        names, q, qd = list(robot.joints), sim.positions, sim.velocities
+        faulty = opts.fault is not None and time.monotonic() - start > opts.fault_after
+        if faulty and opts.fault == "silence":
+            pass
+        else:
+            if faulty and opts.fault == "nan":
+                q = q.copy()
+                q[0] = np.nan
+            elif faulty and opts.fault == "range":
+                q = q + 5.0
+            elif faulty and opts.fault == "malformed":
+                names = names[:3]
+            pub.publish(messages.to_ros(state_cls, messages.joint_state(names, q, qd)))
+        next_tick += period
+        time.sleep(max(0.0, next_tick - time.monotonic()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

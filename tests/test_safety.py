@@ -1,0 +1,187 @@
+"""Safety layer, adapter, robot config and message checks: pure logic, no ROS needed."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from robo_rl.config import ConfigError, compose
+from robo_rl.real_robot import messages
+from robo_rl.real_robot.adapter import Adapter, StateError, check_spaces
+from robo_rl.real_robot.robot import robot_config
+from robo_rl.real_robot.safety import SafetyLayer, make_workspace
+from robo_rl.real_robot.transport import Transport, TransportError
+
+EPS = 1e-9
+
+
+def robot(*overrides):
+    return robot_config(compose(["checkpoint=x", *overrides], "deploy").robot)
+
+
+ROBOT = robot()
+N = ROBOT.n_joints
+any_floats = st.floats(allow_nan=True, allow_infinity=True, width=64)
+requests = arrays(np.float64, (N,), elements=any_floats | st.floats(-1e7, 1e7))
+positions = arrays(np.float64, (N,), elements=st.floats(-1.9, 1.9))
+
+
+def assert_within_limits(layer, cmd, before_target, before_velocity, measured):
+    lim, dt = layer.limits, layer.dt
+    assert np.all(np.isfinite(cmd.values))
+    if cmd.kind == "position":
+        assert np.all(cmd.values >= lim.low - EPS) and np.all(cmd.values <= lim.high + EPS)
+        if cmd.hold:
+            return
+        velocity = (cmd.values - before_target) / dt
+        assert np.all(np.abs(velocity) <= lim.velocity + 1e-6)
+        assert np.all(np.abs(velocity - before_velocity) <= lim.acceleration * dt + 1e-6)
+    else:
+        assert np.all(np.abs(cmd.values) <= lim.velocity + 1e-6)
+        predicted = measured + cmd.values * dt
+        assert np.all(predicted >= lim.low - 1e-6) and np.all(predicted <= lim.high + 1e-6)
+    if layer.workspace is not None and not cmd.hold:
+        q = cmd.values if cmd.kind == "position" else measured + cmd.values * dt
+        assert layer.workspace.contains(q)
+
+
+@pytest.mark.parametrize("kind", ["position", "velocity"])
+@settings(max_examples=60, deadline=None)
+@given(start=positions, steps=st.lists(st.tuples(requests, positions), min_size=1, max_size=15))
+def test_no_command_leaves_the_limits(kind, start, steps):
+    layer = SafetyLayer(ROBOT.limits, ROBOT.period, kind, make_workspace(ROBOT))
+    layer.start(start)
+    for request, measured in steps:
+        before_target, before_velocity = layer.last_target.copy(), layer.last_velocity.copy()
+        cmd = layer.filter(request, measured)
+        assert_within_limits(layer, cmd, before_target, before_velocity, measured)
+
+
+def test_non_finite_request_holds_at_the_last_target():
+    layer = SafetyLayer(ROBOT.limits, ROBOT.period, "position")
+    layer.start(np.full(N, 0.3))
+    cmd = layer.filter(np.full(N, np.nan), np.full(N, 0.3))
+    assert cmd.hold and np.allclose(cmd.values, 0.3)
+    vel = SafetyLayer(ROBOT.limits, ROBOT.period, "velocity")
+    vel.start(np.zeros(N))
+    assert np.all(vel.filter(np.array([np.inf] * N), np.zeros(N)).values == 0.0)
+
+
+def test_velocity_and_acceleration_are_clamped():
+    layer = SafetyLayer(ROBOT.limits, ROBOT.period, "position")
+    layer.start(np.zeros(N))
+    cmd = layer.filter(np.full(N, 100.0), np.zeros(N))
+    step = cmd.values / ROBOT.period
+    # From rest, the first period may only reach acceleration * dt of speed.
+    assert np.allclose(step, ROBOT.limits.acceleration * ROBOT.period)
+    assert {"tracking_error", "acceleration"} <= set(cmd.reasons)
+
+
+def test_workspace_box_holds_the_arm():
+    tight = robot("robot.workspace.low=[-0.05,-0.05,0.0]", "robot.workspace.high=[0.05,0.05,1.5]")
+    layer = SafetyLayer(tight.limits, tight.period, "position", make_workspace(tight))
+    layer.start(np.zeros(N))   # straight up: the end effector is on the z axis, inside the box
+    for _ in range(20):
+        cmd = layer.filter(np.array([0.0, 1.0, 0, 0, 0, 0, 0]), layer.last_target)
+    assert cmd.hold and cmd.reasons == ["workspace"]
+    assert layer.workspace.contains(cmd.values)
+
+
+def state(names=None, q=None, qd=None):
+    names = list(ROBOT.joints) if names is None else names
+    return {"name": names, "position": list(np.zeros(len(names)) if q is None else q),
+            "velocity": list(np.zeros(len(names)) if qd is None else qd)}
+
+
+def test_adapter_reads_joints_by_name_and_builds_the_observation():
+    adapter = Adapter(ROBOT)
+    names = ["gripper", *reversed(ROBOT.joints)]
+    q = [0.9, *[0.1 * i for i in range(N)]]
+    reading = adapter.reading(state(names, q, [0.0] * (N + 1)))
+    assert np.allclose(reading.positions, [0.1 * i for i in reversed(range(N))])
+    obs = adapter.observation(reading)
+    assert obs.shape == (3 * N,) and np.allclose(obs[2 * N:], ROBOT.goal)
+    target = adapter.request(np.ones(N), reading)
+    assert np.allclose(target - reading.positions, ROBOT.max_velocity * ROBOT.period)
+
+
+@pytest.mark.parametrize("bad, words", [
+    (state(q=[np.nan] + [0.0] * (N - 1)), "non-finite"),
+    (state(q=[9.0] + [0.0] * (N - 1)), "outside"),
+    (state(names=["joint1", "joint2"]), "missing"),
+    ({**state(), "position": [0.0] * 3}, "positions"),
+    ({**state(), "position": "abc"}, "not a list"),
+    ("garbage", "not a message"),
+])
+def test_adapter_refuses_bad_states(bad, words):
+    with pytest.raises(StateError, match=words):
+        Adapter(ROBOT).reading(bad)
+
+
+def test_spaces_mismatch_names_the_shapes():
+    info = {"agent": {"observation_space": {"shape": [17]}, "action_space": {"shape": [7], "low": [-1] * 7, "high": [1] * 7}}}
+    with pytest.raises(ConfigError, match=r"observes shape \(17,\).*joint_positions\[7\]"):
+        check_spaces(ROBOT, info, "ckpt")
+    info["agent"]["observation_space"]["shape"] = [21]
+    info["agent"]["action_space"]["shape"] = [6]
+    with pytest.raises(ConfigError, match="acts with shape"):
+        check_spaces(ROBOT, info, "ckpt")
+
+
+@pytest.mark.parametrize("override, key", [
+    ("robot.limits.velocity=[1,1]", "robot.limits.velocity"),
+    ("robot.command.type=torque", "robot.command.type"),
+    ("robot.command.topic=/elsewhere", "allowed_publish"),
+    ("robot.observation=[joint_positions,torques]", "robot.observation"),
+    ("robot.control_rate=0", "robot.control_rate"),
+])
+def test_bad_robot_config_names_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        robot(override)
+
+
+def test_messages_are_checked_against_ros_types():
+    good = messages.joint_trajectory(ROBOT.joints, np.zeros(N), "position", 0.05)
+    messages.validate(messages.JOINT_TRAJECTORY, good)
+    messages.validate(messages.JOINT_STATE, messages.joint_state(ROBOT.joints, np.zeros(N), np.zeros(N)))
+    with pytest.raises(messages.MessageError, match="points\\[0\\].positions\\[0\\]"):
+        bad = messages.joint_trajectory(ROBOT.joints, np.zeros(N), "position", 0.05)
+        bad["points"][0]["positions"][0] = "x"
+        messages.validate(messages.JOINT_TRAJECTORY, bad)
+    with pytest.raises(messages.MessageError, match="unknown field 'pose'"):
+        messages.validate(messages.JOINT_STATE, {"pose": []})
+    assert messages.command_values(good, messages.JOINT_TRAJECTORY, ROBOT.joints, "position") == [0.0] * N
+
+
+class MemoryTransport(Transport):
+    def __init__(self, allowed):
+        super().__init__(allowed)
+        self.sent = []
+
+    def connect(self, timeout): pass
+    def subscribe(self, topic, ros_type, callback): pass
+    def _advertise(self, topic, ros_type): pass
+    def _publish(self, topic, msg): self.sent.append((topic, msg))
+    def close(self): pass
+
+
+def test_only_allow_listed_topics_are_published():
+    transport = MemoryTransport(ROBOT.allowed_publish)
+    with pytest.raises(TransportError, match="not in the robot's allowed_publish"):
+        transport.advertise("/other_arm/command", messages.JOINT_TRAJECTORY)
+    with pytest.raises(TransportError, match="not advertised"):
+        transport.publish(ROBOT.command_topic, {})
+    transport.advertise(ROBOT.command_topic, messages.JOINT_TRAJECTORY)
+    with pytest.raises(messages.MessageError):
+        transport.publish(ROBOT.command_topic, {"joint_names": "joint1"})
+    transport.publish(ROBOT.command_topic, messages.joint_trajectory(ROBOT.joints, np.zeros(N), "position", 0.05))
+    assert len(transport.sent) == 1 and ROBOT.rosbridge_host == "127.0.0.1"
+
+
+def test_deploy_cli_rejects_bad_input(cli):
+    result = cli("deploy", "checkpoint=nowhere", "robot=ur5")
+    assert result.returncode == 2 and "unknown robot 'ur5'" in result.stderr
+    result = cli("deploy", "robot.limits.velocity=fast", "checkpoint=nowhere")
+    assert result.returncode == 2 and "robot.limits.velocity" in result.stderr
+    result = cli("deploy", "checkpoint=nowhere")
+    assert result.returncode == 2 and "nowhere" in result.stderr and "Traceback" not in result.stderr
