@@ -16,7 +16,7 @@ demo: setup
 	$(BIN)/robo-rl train agent=symphony_cpu train=demo agent.explore_steps=5000 agent.compile=true
 
 test: setup
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q --durations=15
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q --durations=15
 
 bench-throughput: setup
 	$(BIN)/robo-rl bench throughput

@@ -6,8 +6,9 @@ by `ArmReachEnv` and by the ROS sim-arm node, so an action means the same thing 
   action a in [-1, 1]^7  ->  joint position target  q_target = q_measured + a * max_velocity * dt
 
 that is, a normalised joint velocity held for one control period. The observation is
-[joint positions (7), joint velocities (7), goal joint positions (7)], exactly what a ROS
-JointState plus a goal gives on a real arm. The goal is a joint configuration; the episode is a
+[joint positions (7), joint velocities (7), goal minus joint positions (7)], exactly what a ROS
+JointState plus a goal gives on a real arm (the goal enters as the error still to travel, which
+makes the policy the same function everywhere in joint space). The goal is a joint configuration; the episode is a
 success once the arm is within `success_tolerance` (rad, Euclidean) of it.
 """
 from __future__ import annotations
@@ -110,7 +111,8 @@ class ArmReachEnv(gym.Env):
         return self.sim.data
 
     def _observation(self) -> np.ndarray:
-        return np.concatenate([self.sim.positions, self.sim.velocities, self.goal]).astype(np.float32)
+        q = self.sim.positions
+        return np.concatenate([q, self.sim.velocities, self.goal - q]).astype(np.float32)
 
     def _distance(self) -> float:
         return float(np.linalg.norm(self.sim.positions - self.goal))

@@ -69,6 +69,8 @@ class Adapter:
 
     def observation(self, reading: JointReading) -> np.ndarray:
         parts = {"joint_positions": reading.positions, "joint_velocities": reading.velocities, "goal": self.robot.goal}
+        if "goal_error" in self.robot.observation:
+            parts["goal_error"] = self.robot.goal - reading.positions
         return np.concatenate([parts[p] for p in self.robot.observation]).astype(np.float32)
 
     def request(self, action: np.ndarray, reading: JointReading) -> np.ndarray:
@@ -83,7 +85,7 @@ class Adapter:
         return velocity
 
     def goal_distance(self, reading: JointReading) -> float | None:
-        if "goal" not in self.robot.observation or len(self.robot.goal) != self.robot.n_joints:
+        if len(self.robot.goal) != self.robot.n_joints:
             return None
         return float(np.linalg.norm(reading.positions - self.robot.goal))
 

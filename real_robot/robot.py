@@ -13,7 +13,7 @@ import numpy as np
 
 from robo_rl.config import ConfigError
 
-OBSERVATION_PARTS = ("joint_positions", "joint_velocities", "goal")
+OBSERVATION_PARTS = ("joint_positions", "joint_velocities", "goal", "goal_error")
 COMMAND_TYPES = ("position", "velocity")
 COMMAND_MESSAGES = ("trajectory", "array")
 
@@ -59,12 +59,15 @@ class RobotConfig:
         return len(self.joints)
 
     def observation_size(self) -> int:
-        sizes = {"joint_positions": self.n_joints, "joint_velocities": self.n_joints, "goal": len(self.goal)}
-        return sum(sizes[p] for p in self.observation)
+        return sum(self._part_sizes()[p] for p in self.observation)
 
     def describe_observation(self) -> str:
-        sizes = {"joint_positions": self.n_joints, "joint_velocities": self.n_joints, "goal": len(self.goal)}
+        sizes = self._part_sizes()
         return " + ".join(f"{p}[{sizes[p]}]" for p in self.observation)
+
+    def _part_sizes(self) -> dict[str, int]:
+        n = self.n_joints
+        return {"joint_positions": n, "joint_velocities": n, "goal": len(self.goal), "goal_error": n}
 
     @property
     def command_ros_type(self) -> str:
@@ -121,6 +124,8 @@ def robot_config(cfg: Mapping[str, Any]) -> RobotConfig:
     goal = np.asarray(list(cfg.get("goal") or []), dtype=np.float64)
     if "goal" in observation and goal.size == 0:
         raise ConfigError("config key 'robot.goal' is empty but the observation has a goal part")
+    if "goal_error" in observation and goal.size != n:
+        raise ConfigError(f"config key 'robot.goal' needs {n} joint positions for the goal_error part, got {goal.size}")
     workspace = cfg.get("workspace") or None
     if workspace and workspace.get("model"):
         for key in ("low", "high"):

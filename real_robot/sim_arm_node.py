@@ -3,14 +3,16 @@ follows commands on the robot config's command topic, like an arm's driver with 
 velocity controller. Same model and action meaning as ArmReach-v0.
 
   python -m robo_rl.real_robot.sim_arm_node [--robot sim_arm] [--rate HZ] [--command-type ...]
-      [--fault nan|range|malformed|silence --fault-after SECONDS] [--duration SECONDS]
+      [--fault nan|range|malformed|silence [--fault-after SECONDS]] [--duration SECONDS]
 
 Commands that do not fit (wrong joint names or counts, non-finite values) are ignored with a
-warning. --fault makes the node misbehave after some seconds, for the deploy loop's fault tests.
+warning. --fault makes the node misbehave (after --fault-after seconds, or from the moment it gets
+SIGUSR1), for the deploy loop's fault tests.
 """
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--command-type", choices=["position", "velocity"], default=None)
     parser.add_argument("--command-message", choices=["trajectory", "array"], default=None)
     parser.add_argument("--fault", choices=["nan", "range", "malformed", "silence"], default=None)
-    parser.add_argument("--fault-after", type=float, default=1.0)
+    parser.add_argument("--fault-after", type=float, default=None, help="seconds (default: on SIGUSR1)")
     parser.add_argument("--duration", type=float, default=600.0, help="exit after this many seconds")
     opts = parser.parse_args(argv)
     overrides = []
@@ -75,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     rospy.Subscriber(robot.command_topic, messages.ros_class(command_type), on_command, queue_size=1, tcp_nodelay=True)
     period = robot.period
     start = time.monotonic()
+    fault_on = [False]
+    signal.signal(signal.SIGUSR1, lambda *_: fault_on.__setitem__(0, True))
     next_tick = start
     print(f"sim_arm: publishing {robot.state_topic} at {robot.control_rate:g} Hz, following {robot.command_topic}", flush=True)
     while not rospy.is_shutdown() and time.monotonic() - start < opts.duration:
@@ -83,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         sim.set_position_target(target)
         sim.advance(period)
         names, q, qd = list(robot.joints), sim.positions, sim.velocities
-        faulty = opts.fault is not None and time.monotonic() - start > opts.fault_after
+        if opts.fault_after is not None and time.monotonic() - start > opts.fault_after:
+            fault_on[0] = True
+        faulty = opts.fault is not None and fault_on[0]
         if faulty and opts.fault == "silence":
             pass
         else:

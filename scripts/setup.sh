@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 TORCH_VERSION=2.13.0
-# Debian packages the suite needs: osmesa for headless MuJoCo rendering.
-APT_PACKAGES=(libosmesa6)
+# Debian packages the suite needs: osmesa for headless MuJoCo rendering; ROS 1 (roscore, rospy and
+# the message packages) for `robo-rl deploy` and its tests against a real roscore.
+APT_PACKAGES=(libosmesa6 ros-core python3-rospy python3-sensor-msgs python3-trajectory-msgs
+              python3-geometry-msgs python3-std-msgs)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -100,7 +100,7 @@ def test_adapter_reads_joints_by_name_and_builds_the_observation():
     reading = adapter.reading(state(names, q, [0.0] * (N + 1)))
     assert np.allclose(reading.positions, [0.1 * i for i in reversed(range(N))])
     obs = adapter.observation(reading)
-    assert obs.shape == (3 * N,) and np.allclose(obs[2 * N:], ROBOT.goal)
+    assert obs.shape == (3 * N,) and np.allclose(obs[2 * N:], ROBOT.goal - reading.positions)
     target = adapter.request(np.ones(N), reading)
     assert np.allclose(target - reading.positions, ROBOT.max_velocity * ROBOT.period)
 
@@ -120,7 +120,7 @@ def test_adapter_refuses_bad_states(bad, words):
 
 def test_spaces_mismatch_names_the_shapes():
     info = {"agent": {"observation_space": {"shape": [17]}, "action_space": {"shape": [7], "low": [-1] * 7, "high": [1] * 7}}}
-    with pytest.raises(ConfigError, match=r"observes shape \(17,\).*joint_positions\[7\]"):
+    with pytest.raises(ConfigError, match=r"observes shape \(17,\).*goal_error\[7\]"):
         check_spaces(ROBOT, info, "ckpt")
     info["agent"]["observation_space"]["shape"] = [21]
     info["agent"]["action_space"]["shape"] = [6]
