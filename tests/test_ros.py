@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ import numpy as np
 import pytest
 
 from robo_rl.config import compose
+from robo_rl.real_robot.launch import free_port, start_process, stop_process
+from robo_rl.real_robot.launch import start_roscore as launch_roscore
 from robo_rl.real_robot.robot import robot_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,43 +33,16 @@ if os.environ.get("ROBO_RL_SKIP_ROS") == "1" or shutil.which("roscore") is None:
     pytestmark.append(pytest.mark.skip(reason="ROS 1 not installed (scripts/setup.sh installs it; ROBO_RL_SKIP_ROS=1 skips)"))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(cmd: list[str], env: dict, ready: str | None = None, timeout: float = 20.0) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, cwd=REPO)
-    if ready:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if ready in line:
-                return proc
-            if proc.poll() is not None:
-                break
-        stop(proc)
-        raise RuntimeError(f"{cmd[:3]} did not become ready")
-    return proc
+def start(cmd: list[str], env: dict, ready: str) -> subprocess.Popen:
+    return start_process(cmd, env, ready, cwd=REPO)
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
+    stop_process(proc, sig)
 
 
 def start_roscore(tmp: Path) -> tuple[subprocess.Popen, dict]:
-    port = free_port()
-    env = {**os.environ, "ROS_MASTER_URI": f"http://127.0.0.1:{port}", "ROS_IP": "127.0.0.1",
-           "ROS_HOME": str(tmp / "ros_home"), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "tests")}
-    proc = start(["roscore", "-p", str(port)], env, ready="started core service", timeout=30)
-    return proc, env
+    return launch_roscore(tmp, {"PYTHONPATH": str(REPO / "tests")})
 
 
 @pytest.fixture(scope="module")

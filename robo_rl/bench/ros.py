@@ -13,43 +13,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from robo_rl.bench import results_dir, update_readme
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(cmd: list[str], env: dict, ready: str, timeout: float = 30.0) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        if ready in proc.stdout.readline():
-            return proc
-    _stop(proc)
-    raise SystemExit(f"robo-rl: bench ros: '{' '.join(cmd[:3])}' did not start")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _peer_script() -> Path:
@@ -70,17 +41,16 @@ def _policy(folder: Path) -> Path:
 
 
 def run_one(transport: str, rate: float, steps: int, work: Path) -> dict:
-    port = _free_port()
-    env = {**os.environ, "ROS_MASTER_URI": f"http://127.0.0.1:{port}", "ROS_IP": "127.0.0.1",
-           "ROS_HOME": str(work / "ros_home"), "OMP_NUM_THREADS": "1"}
-    procs = [_start(["roscore", "-p", str(port)], env, "started core service")]
+    from robo_rl.real_robot.launch import free_port, start_process, start_roscore, start_sim_arm, stop_process
+
+    core, env = start_roscore(work)
+    procs = [core]
     try:
-        procs.append(_start([sys.executable, "-m", "robo_rl.real_robot.sim_arm_node", "--rate", str(rate),
-                             "--duration", str(steps / rate + 120)], env, "sim_arm: publishing"))
+        procs.append(start_sim_arm(env, "--rate", str(rate), "--duration", str(steps / rate + 120)))
         extra = []
         if transport == "rosbridge":
-            bridge_port = _free_port()
-            procs.append(_start([sys.executable, str(_peer_script()), "--port", str(bridge_port)], env, "rosbridge_peer:"))
+            bridge_port = free_port()
+            procs.append(start_process([sys.executable, str(_peer_script()), "--port", str(bridge_port)], env, "rosbridge_peer:"))
             extra = [f"robot.rosbridge.port={bridge_port}"]
         out = work / f"{transport}_{rate:g}"
         cmd = [sys.executable, "-m", "robo_rl.cli", "deploy", f"checkpoint={_policy(work)}", f"out={out}",
@@ -90,7 +60,7 @@ def run_one(transport: str, rate: float, steps: int, work: Path) -> dict:
             raise SystemExit(f"robo-rl: bench ros: deploy failed: {result.stderr.strip()[-500:]}")
     finally:
         for proc in reversed(procs):
-            _stop(proc)
+            stop_process(proc)
     summary = json.loads((out / "deploy.json").read_text())
     with (out / "commands.csv").open() as f:
         latencies = [float(r["latency_ms"]) for r in csv.DictReader(f) if r["status"] == "sent" and r["latency_ms"]]

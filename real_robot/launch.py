@@ -1,0 +1,57 @@
+"""Starting and stopping the ROS-side processes on loopback: roscore, the sim arm node, a peer.
+
+Used by `robo-rl bench ros` and the tests; each process gets its own session so that stopping it
+also stops its children (roscore starts rosmaster and rosout).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_process(cmd: list[str], env: dict, ready: str, timeout: float = 30.0, cwd: str | Path | None = None) -> subprocess.Popen:
+    """Start `cmd` and wait until a line of its output contains `ready`."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, cwd=cwd)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ready in proc.stdout.readline():
+            return proc
+    stop_process(proc)
+    raise RuntimeError(f"'{' '.join(str(c) for c in cmd[:3])}' did not start within {timeout:.0f} s")
+
+
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGINT) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def start_roscore(home: str | Path, extra_env: dict | None = None) -> tuple[subprocess.Popen, dict]:
+    """A roscore on a free loopback port; returns it and the environment that points at it."""
+    port = free_port()
+    env = {**os.environ, "ROS_MASTER_URI": f"http://127.0.0.1:{port}", "ROS_IP": "127.0.0.1",
+           "ROS_HOME": str(Path(home) / "ros_home"), "OMP_NUM_THREADS": "1", **(extra_env or {})}
+    return start_process(["roscore", "-p", str(port)], env, "started core service"), env
+
+
+def start_sim_arm(env: dict, *flags: str) -> subprocess.Popen:
+    return start_process([sys.executable, "-m", "robo_rl.real_robot.sim_arm_node", *flags], env, "sim_arm: publishing")
