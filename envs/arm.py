@@ -6,9 +6,11 @@ by `ArmReachEnv` and by the ROS sim-arm node, so an action means the same thing 
   action a in [-1, 1]^7  ->  joint position target  q_target = q_measured + a * max_velocity * dt
 
 that is, a normalised joint velocity held for one control period. The observation is
-[joint positions (7), joint velocities (7), goal minus joint positions (7)], exactly what a ROS
-JointState plus a goal gives on a real arm (the goal enters as the error still to travel, which
-makes the policy the same function everywhere in joint space). The goal is a joint configuration; the episode is a
+[joint positions (7), joint velocities (7), error_scale * (goal - joint positions) (7)], what a ROS
+JointState plus a goal gives on a real arm. The goal enters as the error still to travel, scaled
+up (x10 by default): with the raw error, SAC policies stall a few tenths of a radian short of the
+goal (the closed loop stops wherever the imprecise policy crosses zero); with the scaled error the
+same budget reaches the goal (measured: 60% success at 8k steps vs 0% at 20k unscaled). The goal is a joint configuration; the episode is a
 success once the arm is within `success_tolerance` (rad, Euclidean) of it.
 """
 from __future__ import annotations
@@ -88,13 +90,15 @@ class ArmReachEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
 
     def __init__(self, control_dt: float = 0.05, max_velocity: float = 1.5, goal_range: float = 1.2,
-                 start_noise: float = 0.1, success_tolerance: float = 0.1, render_mode: str | None = None) -> None:
+                 start_noise: float = 0.1, success_tolerance: float = 0.1, error_scale: float = 10.0,
+                 render_mode: str | None = None) -> None:
         self.sim = ArmSim()
         self.control_dt = float(control_dt)
         self.max_velocity = float(max_velocity)
         self.goal_range = float(goal_range)
         self.start_noise = float(start_noise)
         self.success_tolerance = float(success_tolerance)
+        self.error_scale = float(error_scale)
         self.render_mode = render_mode
         n = self.sim.n_joints
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(n,), dtype=np.float32)
@@ -112,7 +116,7 @@ class ArmReachEnv(gym.Env):
 
     def _observation(self) -> np.ndarray:
         q = self.sim.positions
-        return np.concatenate([q, self.sim.velocities, self.goal - q]).astype(np.float32)
+        return np.concatenate([q, self.sim.velocities, self.error_scale * (self.goal - q)]).astype(np.float32)
 
     def _distance(self) -> float:
         return float(np.linalg.norm(self.sim.positions - self.goal))
@@ -131,9 +135,11 @@ class ArmReachEnv(gym.Env):
         self.sim.set_position_target(self.sim.positions + action * self.max_velocity * self.control_dt)
         self.sim.advance(self.control_dt)
         distance = self._distance()
-        # Distance shaping plus a bonus once inside the tolerance: the policy must arrive and stay.
+        # Distance plus a precision term that is steep near the goal (1 - tanh(5 d)): with the
+        # distance alone the last few tenths of a radian change the return too little, and
+        # policies stall short of the goal.
         success = distance < self.success_tolerance
-        reward = -distance + (1.0 if success else 0.0)
+        reward = -distance + 1.0 - float(np.tanh(5.0 * distance))
         info = {"distance": distance, "success": float(success)}
         return self._observation(), float(reward), False, False, info
 

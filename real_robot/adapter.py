@@ -70,7 +70,7 @@ class Adapter:
     def observation(self, reading: JointReading) -> np.ndarray:
         parts = {"joint_positions": reading.positions, "joint_velocities": reading.velocities, "goal": self.robot.goal}
         if "goal_error" in self.robot.observation:
-            parts["goal_error"] = self.robot.goal - reading.positions
+            parts["goal_error"] = self.robot.goal_error_scale * (self.robot.goal - reading.positions)
         return np.concatenate([parts[p] for p in self.robot.observation]).astype(np.float32)
 
     def request(self, action: np.ndarray, reading: JointReading) -> np.ndarray:
@@ -103,9 +103,29 @@ def check_spaces(robot: RobotConfig, info: Mapping[str, Any], source: str) -> No
     if act_shape != (robot.n_joints,):
         raise ConfigError(f"{source}: the policy acts with shape {act_shape} but robot '{robot.name}' has "
                           f"{robot.n_joints} joints {list(robot.joints)}")
-    env_id = (info.get("env") or {}).get("id")
+    env = info.get("env") or {}
+    env_id = env.get("id")
     if robot.env_id and env_id and env_id != robot.env_id:
         raise ConfigError(f"{source}: the policy was trained on {env_id} but robot '{robot.name}' maps to {robot.env_id}")
+    if env_id == "ArmReach-v0":
+        _check_arm_task(robot, dict(env.get("kwargs") or {}), source)
     low, high = act_space.get("low"), act_space.get("high")
     if low is not None and (np.min(low) < -1.0 - 1e-6 or np.max(high) > 1.0 + 1e-6):
         raise ConfigError(f"{source}: the policy's action space is not [-1, 1] (got [{np.min(low)}, {np.max(high)}])")
+
+
+def _check_arm_task(robot: RobotConfig, kwargs: dict, source: str) -> None:
+    """The settings that give ArmReach-v0's observation and action their meaning must match the robot."""
+    import inspect
+
+    from robo_rl.config import ConfigError
+    from robo_rl.envs.arm import ArmReachEnv
+
+    defaults = {k: p.default for k, p in inspect.signature(ArmReachEnv).parameters.items()}
+    pairs = [("control_dt", robot.period, "robot.control_rate (as its period)"),
+             ("max_velocity", robot.max_velocity, "robot.action.max_velocity"),
+             ("error_scale", robot.goal_error_scale, "robot.goal_error_scale")]
+    for name, value, key in pairs:
+        trained = float(kwargs.get(name, defaults[name]))
+        if abs(trained - value) > 1e-9 * max(1.0, abs(value)):
+            raise ConfigError(f"{source}: the policy was trained with {name}={trained:g} but {key} gives {value:g}")

@@ -45,6 +45,7 @@ class RobotConfig:
     observation: tuple[str, ...]
     max_velocity: float
     goal: np.ndarray
+    goal_error_scale: float
     start: np.ndarray
     state_timeout: float
     rosbridge_host: str
@@ -141,7 +142,7 @@ def robot_config(cfg: Mapping[str, Any]) -> RobotConfig:
         state_topic=topics["state"], estop_topic=topics.get("estop"), allowed_publish=allowed,
         workspace=workspace, observation=observation,
         max_velocity=_positive((cfg.get("action") or {}).get("max_velocity"), "robot.action.max_velocity"),
-        goal=goal, start=_vector(cfg, "start", n, "robot") if cfg.get("start") is not None else np.zeros(n),
+        goal=goal, goal_error_scale=float(cfg.get("goal_error_scale", 1.0)), start=_vector(cfg, "start", n, "robot") if cfg.get("start") is not None else np.zeros(n),
         state_timeout=_positive((cfg.get("watchdog") or {}).get("state_timeout"), "robot.watchdog.state_timeout"),
         rosbridge_host=str(bridge.get("host", "127.0.0.1")), rosbridge_port=int(bridge.get("port", 9090)),
     )

@@ -6,7 +6,8 @@ from gymnasium.utils.env_checker import check_env
 import robo_rl.envs  # noqa: F401  (registers robo_rl/ ids)
 from robo_rl.envs import env_config, make_env
 
-FAMILIES = [("mujoco", "HalfCheetah-v5"), ("mujoco", "Hopper-v5"), ("metaworld", "reach-v3"), ("dmc", "cartpole-swingup")]
+FAMILIES = [("mujoco", "HalfCheetah-v5"), ("mujoco", "Hopper-v5"), ("mujoco", "ArmReach-v0"), ("metaworld", "reach-v3"),
+            ("dmc", "cartpole-swingup")]
 
 
 def rollout(env, seed, steps=20):
@@ -132,3 +133,25 @@ def test_bad_env_config_is_named():
         make_env(env_config("mujoco", "Nope-v5"))
     with pytest.raises(ValueError, match="unknown context key 'wind'"):
         make_env(env_config("mujoco", "Hopper-v5", context={"wind": 1.0}))
+
+
+def test_arm_reach_action_meaning_and_success():
+    """A proportional controller in the task's own action units reaches the goal; random actions do not."""
+    env = make_env(env_config("mujoco", "ArmReach-v0"), seed=0)
+    base = env.unwrapped
+    obs, _ = env.reset(seed=3)
+    q0 = obs[:7].copy()
+    obs, *_ = env.step(np.r_[1.0, np.zeros(6)].astype(np.float32))
+    # One period at full action moves joint 1 toward max_velocity * dt (the servo lags a little).
+    assert 0.5 * base.max_velocity * base.control_dt < obs[0] - q0[0] <= base.max_velocity * base.control_dt + 1e-6
+    assert np.allclose(obs[1:7], q0[1:7], atol=0.01)
+    obs, _ = env.reset(seed=3)
+    for _ in range(100):
+        error = obs[14:] / base.error_scale
+        obs, reward, terminated, truncated, info = env.step(np.clip(error / (base.max_velocity * base.control_dt), -1, 1))
+    assert info["success"] == 1.0 and truncated and not terminated
+    assert np.allclose(obs[14:], base.error_scale * (base.goal - obs[:7]), atol=1e-4)
+    obs, _ = env.reset(seed=3)
+    for _ in range(100):
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    assert info["success"] == 0.0

@@ -83,12 +83,15 @@ def policy(tmp_path_factory):
     """A policy trained on ArmReach-v0 by the ordinary training command (SB3 SAC, small budget)."""
     run = tmp_path_factory.mktemp("arm_policy") / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "robo_rl.cli", "train", "agent=sb3_sac", "env=arm_reach", "train.steps=4000",
-         "train.eval_every=4000", "train.eval_episodes=3", "train.video_steps=0", "train.save_replay=false",
+        [sys.executable, "-m", "robo_rl.cli", "train", "agent=sb3_sac", "env=arm_reach", "train.steps=8000",
+         "train.eval_every=8000", "train.eval_episodes=3", "train.video_steps=0", "train.save_replay=false",
          "train.progress=false", "agent.learning_starts=1000", "agent.hyperparams.net_arch=[128,128]",
          "agent.hyperparams.learning_rate=1e-3", "threads=1", f"hydra.run.dir={run}"],
         capture_output=True, text=True, timeout=600, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
+    # A learning check as well: the trained policy beats the random policy by a clear margin.
+    final = json.loads((run / "eval.json").read_text())
+    assert final["mean_return"] > final["random_policy"]["mean_return"] + 100, final
     return run
 
 

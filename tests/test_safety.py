@@ -100,7 +100,7 @@ def test_adapter_reads_joints_by_name_and_builds_the_observation():
     reading = adapter.reading(state(names, q, [0.0] * (N + 1)))
     assert np.allclose(reading.positions, [0.1 * i for i in reversed(range(N))])
     obs = adapter.observation(reading)
-    assert obs.shape == (3 * N,) and np.allclose(obs[2 * N:], ROBOT.goal - reading.positions)
+    assert obs.shape == (3 * N,) and np.allclose(obs[2 * N:], ROBOT.goal_error_scale * (ROBOT.goal - reading.positions))
     target = adapter.request(np.ones(N), reading)
     assert np.allclose(target - reading.positions, ROBOT.max_velocity * ROBOT.period)
 
@@ -126,6 +126,12 @@ def test_spaces_mismatch_names_the_shapes():
     info["agent"]["action_space"]["shape"] = [6]
     with pytest.raises(ConfigError, match="acts with shape"):
         check_spaces(ROBOT, info, "ckpt")
+    info["agent"]["action_space"]["shape"] = [7]
+    info["env"] = {"id": "ArmReach-v0", "kwargs": {"control_dt": 0.01}}
+    with pytest.raises(ConfigError, match="control_dt=0.01 but robot.control_rate"):
+        check_spaces(ROBOT, info, "ckpt")
+    info["env"] = {"id": "ArmReach-v0", "kwargs": {}}
+    check_spaces(ROBOT, info, "ckpt")
 
 
 @pytest.mark.parametrize("override, key", [
