@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup demo test bench-throughput clean
+.PHONY: setup demo demo-deploy test bench-throughput clean
 
 setup: $(VENV)/.installed
 
@@ -14,6 +14,11 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 # run folder (config, checkpoint, TensorBoard events, eval.json, learning curve, policy video).
 demo: setup
 	$(BIN)/robo-rl train agent=symphony_cpu train=demo agent.explore_steps=5000 agent.compile=true
+
+# Train a policy on the 7-DoF arm task, then deploy it over ROS to the MuJoCo sim arm node (a real
+# roscore on loopback): a dry run, then for real, behind the safety layer.
+demo-deploy: setup
+	bash scripts/deploy_demo.sh
 
 test: setup
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q --durations=15

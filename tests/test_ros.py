@@ -206,6 +206,23 @@ def test_arm_node_killed_watchdog_holds_and_stops(roscore, arm, policy, tmp_path
     assert sum(r["status"] == "hold" for r in rows) == 1   # one hold, then nothing more is commanded
 
 
+def test_rosbridge_connection_lost_watchdog_holds(roscore, arm, policy, tmp_path):
+    arm()
+    port = free_port()
+    bridge = start([sys.executable, str(REPO / "tests" / "rosbridge_peer.py"), "--port", str(port)], roscore, ready="rosbridge_peer:")
+    out = tmp_path / "out"
+    proc = start_deploy(roscore, policy, out, "steps=1000", "transport=rosbridge", f"robot.rosbridge.port={port}")
+    try:
+        wait_for_commands(out, 5, proc)
+        stop(bridge, signal.SIGKILL)   # the websocket drops mid-run
+        rc = proc.wait(timeout=60)
+    finally:
+        stop(bridge, signal.SIGKILL)
+    summary, rows = read_deploy(out)
+    assert rc == 3 and summary["status"] == "watchdog"
+    assert rows[-1]["status"] == "hold" and rows[-1]["reasons"].startswith("watchdog")
+
+
 def test_roscore_killed_mid_run_keeps_control(arm, policy, tmp_path):
     core, env = start_roscore(tmp_path)
     try:

@@ -34,5 +34,13 @@ def update_readme(section: str, text: str, readme: str | Path = "README.md") -> 
     return True
 
 
+def write_summary(section: str, folder: Path, lines: list[str]) -> str:
+    """The benchmark's Markdown table: summary.md in its results folder and its README section."""
+    text = "\n".join(lines)
+    (folder / "summary.md").write_text(text + "\n")
+    update_readme(section, text)
+    return text
+
+
 def run_benchmark(name: str, args: list[str]) -> None:
     importlib.import_module(BENCHMARKS[name]).main(args)

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from robo_rl.bench import results_dir, update_readme
+from robo_rl.bench import results_dir, write_summary
 
 TASKS = {"HalfCheetah-v5": "halfcheetah", "Walker2d-v5": "walker2d", "Humanoid-v5": "humanoid", "Hopper-v5": "hopper"}
 REFERENCE_100K = {"HalfCheetah-v5": ("MR.Q", 7872), "Walker2d-v5": ("MR.Q", 3127), "Humanoid-v5": ("MR.Q", 522)}
@@ -57,7 +57,7 @@ def report(steps: int) -> str:
 
     folder = results_dir() / "learn"
     results = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-    lines = [f"| task | agent | seeds | mean | IQM | 95% CI (IQM) | env steps |", "|---|---|---:|---:|---:|---|---:|"]
+    lines = ["| task | agent | seeds | mean | IQM | 95% CI (IQM) | env steps |", "|---|---|---:|---:|---:|---|---:|"]
     by_task: dict[str, dict[str, list]] = {}
     for r in results:
         by_task.setdefault(r["task"], {}).setdefault(f"{r['agent']}@{r['steps'] // 1000}k", []).append(r)
@@ -75,10 +75,7 @@ def report(steps: int) -> str:
     for task, (name, value) in REFERENCE_100K.items():
         if task in by_task:
             lines.append(f"Reference at 100k on {task}: {name} {value}.")
-    text = "\n".join(lines)
-    (folder / "summary.md").write_text(text + "\n")
-    update_readme("learn", text)
-    return text
+    return write_summary("learn", folder, lines)
 
 
 def main(args: list[str]) -> None:

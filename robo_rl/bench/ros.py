@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robo_rl.bench import results_dir, update_readme
+from robo_rl.bench import results_dir, write_summary
 
 
 def _peer_script() -> Path:
@@ -99,10 +99,7 @@ def report() -> str:
     fig.tight_layout()
     fig.savefig(folder / "latency.png", dpi=120)
     plt.close(fig)
-    text = "\n".join(lines)
-    (folder / "summary.md").write_text(text + "\n")
-    update_readme("ros", text)
-    return text
+    return write_summary("ros", folder, lines)
 
 
 def main(args: list[str]) -> None:
