@@ -83,9 +83,16 @@ class SB3Agent(Agent):
 
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         policy = self.model.policy
-        with torch.no_grad():
+        with torch.inference_mode():
             obs_t = torch.as_tensor(obs, dtype=torch.float32).reshape(1, *self.observation_space.shape)
-            action = policy._predict(obs_t, deterministic=deterministic).numpy()[0]
+            if deterministic and self.algo_name == "SAC":
+                # The squashed mean straight from the actor's layers: SB3's _predict builds a
+                # distribution object per call, most of the cost of one control step on a robot.
+                actor = policy.actor
+                mean = actor.mu(actor.latent_pi(actor.extract_features(obs_t, actor.features_extractor)))
+                action = torch.tanh(mean).numpy()[0]
+            else:
+                action = policy._predict(obs_t, deterministic=deterministic).numpy()[0]
         if not deterministic and self.noise_std > 0:  # TD3's Gaussian exploration noise
             action = action + self.rng.normal(0.0, self.noise_std, size=action.shape)
         return np.clip(action, -1.0, 1.0).astype(np.float32)

@@ -106,10 +106,12 @@ def deploy(env: dict, checkpoint: Path, out: Path, *extra: str, timeout: float =
 
 
 def read_deploy(out: Path) -> tuple[dict, list[dict]]:
+    """deploy.json and the command rows after the initial hold (every run starts holding in place)."""
     summary = json.loads((out / "deploy.json").read_text()) if (out / "deploy.json").exists() else {}
     with (out / "commands.csv").open() as f:
         rows = list(csv.DictReader(f))
-    return summary, rows
+    assert rows[0]["status"] in ("hold", "dry_run") and rows[0]["reasons"] == "start" and rows[0]["step"] == "-1"
+    return summary, rows[1:]
 
 
 def wait_for_commands(out: Path, n: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -117,7 +119,7 @@ def wait_for_commands(out: Path, n: int, proc: subprocess.Popen, timeout: float 
     deadline = time.monotonic() + timeout
     path = out / "commands.csv"
     while time.monotonic() < deadline and proc.poll() is None:
-        if path.exists() and len(path.read_text().splitlines()) > n:
+        if path.exists() and len(path.read_text().splitlines()) > n + 1:
             return
         time.sleep(0.05)
     raise AssertionError(f"deploy did not start commanding: {proc.poll()} {proc.stderr.read() if proc.poll() is not None else ''}")

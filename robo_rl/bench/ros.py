@@ -108,6 +108,7 @@ def main(args: list[str]) -> None:
     parser.add_argument("--rates", default="100,500")
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--report", action="store_true", help="only aggregate the result files")
+    parser.add_argument("--force", action="store_true", help="measure again rows already measured")
     opts = parser.parse_args(args)
     folder = results_dir() / "ros"
     folder.mkdir(parents=True, exist_ok=True)
@@ -118,7 +119,7 @@ def main(args: list[str]) -> None:
                     raise SystemExit(f"robo-rl: unknown transport '{transport}' (valid: rospy, rosbridge)")
                 for rate in (float(r) for r in opts.rates.split(",")):
                     path = folder / f"{transport}_{rate:g}hz.json"
-                    if path.exists() and json.loads(path.read_text())["steps"] >= opts.steps:
+                    if path.exists() and not opts.force and json.loads(path.read_text())["steps"] >= opts.steps:
                         print(f"bench ros: {path.name} done, skipped")
                         continue
                     print(f"bench ros: {transport} at {rate:g} Hz, {opts.steps} steps", flush=True)
