@@ -5,6 +5,8 @@
   robo-rl eval run=<run dir> [episodes=10] [video=true]
   robo-rl deploy checkpoint=<run dir> [robot=sim_arm] [transport=rospy|rosbridge] [dry_run=true] [key=value ...]
                                          run a trained policy on a ROS arm behind the safety layer
+  robo-rl fas run=<run dir> [intervals=1,2,4,8,16] [episodes=5] [reference=<return>]
+                                         Frequency-Averaged Score: returns at slower decision rates
   robo-rl bench <name> [--quick]         benchmarks: throughput, learn, ros
   robo-rl options <group>                list the choices of a config group (agent, env, reward, train)
 
@@ -143,6 +145,30 @@ def cmd_deploy(args: list[str]) -> int:
     return EXIT_WATCHDOG if summary["status"] == "watchdog" else 130 if summary["status"] == "interrupted" else 1
 
 
+def cmd_fas(args: list[str]) -> int:
+    from robo_rl.fas import DEFAULT_INTERVALS, fas_run
+
+    opts = _key_values(args, {"run": str, "intervals": str, "episodes": int, "seed": int, "reference": float})
+    if "run" not in opts:
+        raise UsageError("fas needs run=<run folder or checkpoint file>")
+    try:
+        intervals = [int(k) for k in str(opts.get("intervals", ",".join(map(str, DEFAULT_INTERVALS)))).split(",")]
+    except ValueError:
+        raise UsageError(f"argument 'intervals' expects whole numbers separated by commas, got '{opts['intervals']}'") from None
+    if any(k < 1 for k in intervals) or len(set(intervals)) < 2:
+        raise UsageError(f"argument 'intervals' needs at least two distinct values >= 1, got {intervals}")
+    if int(opts.get("episodes", 5)) < 1:
+        raise UsageError(f"argument 'episodes' must be >= 1, got {opts['episodes']}")
+    try:
+        result = fas_run(opts["run"], intervals, int(opts.get("episodes", 5)), int(opts.get("seed", 30_000)), opts.get("reference"))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    shown = ", ".join(f"{p['interval']}: {p['mean_return']:.1f}" for p in result["per_interval"])
+    print(f"robo-rl: FAS {result['fas']:.3f} ({result['mode']}; returns by interval {shown}; random {result['random_return']:.1f})")
+    print(f"robo-rl: wrote fas.json and fas.png in {Path(opts['run']) if Path(opts['run']).is_dir() else Path(opts['run']).parent}")
+    return 0
+
+
 def cmd_options(args: list[str]) -> int:
     from robo_rl.config import DEPLOY_GROUPS, GROUPS, group_options
 
@@ -152,7 +178,8 @@ def cmd_options(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "deploy": cmd_deploy, "bench": cmd_bench, "options": cmd_options}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "deploy": cmd_deploy, "fas": cmd_fas, "bench": cmd_bench,
+            "options": cmd_options}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -186,6 +186,19 @@ def test_deploy_drives_the_sim_arm_as_in_simulation(transport, roscore, arm, pee
         assert pub["topic"] == ROBOT.command_topic and pub["msg"]["joint_names"] == list(ROBOT.joints)
 
 
+def test_velocity_commands_as_float64_arrays(roscore, arm, policy, tmp_path):
+    """The other command type and message: joint velocities in a std_msgs/Float64MultiArray."""
+    arm("--command-type", "velocity", "--command-message", "array")
+    rc, summary, rows, err = deploy(roscore, policy, tmp_path / "out", "steps=80", "robot.command.type=velocity",
+                                    "robot.command.message=array")
+    assert rc == 0, err
+    assert {r["kind"] for r in rows} == {"velocity"}
+    assert summary["final_goal_distance"] < 0.35 * float(np.linalg.norm(ROBOT.start - ROBOT.goal))
+    velocities = np.array([joint_values(r) for r in rows])
+    assert np.all(np.abs(velocities) <= ROBOT.limits.velocity + 1e-6)
+    assert np.all(velocities[-1] == 0.0)   # the closing hold is a stop
+
+
 def test_dry_run_publishes_nothing(roscore, arm, policy, tmp_path):
     arm()
     rc, summary, rows, err = deploy(roscore, policy, tmp_path / "out", "steps=30", "dry_run=true")

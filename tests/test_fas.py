@@ -1,0 +1,91 @@
+"""Decision-interval wrapper arithmetic and the Frequency-Averaged Score."""
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from robo_rl.envs.decision import DecisionInterval
+from robo_rl.fas import fas_score
+
+
+class Counter(gym.Env):
+    """Reward = the action's value at every step; terminates when the step count hits `stop_at`."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Box(-10.0, 10.0, (1,), np.float32)
+
+    def __init__(self, stop_at=None, limit=None):
+        self.stop_at, self.limit, self.t = stop_at, limit, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        terminated = self.stop_at is not None and self.t >= self.stop_at
+        truncated = self.limit is not None and self.t >= self.limit
+        return np.array([self.t], np.float32), float(np.asarray(action).ravel()[0]), terminated, truncated, {"t": self.t}
+
+
+def test_repeat_sums_rewards_over_the_interval():
+    env = DecisionInterval(Counter(), 3, "repeat")
+    env.reset(seed=0)
+    obs, reward, terminated, truncated, info = env.step(np.array([2.0]))
+    assert reward == 6.0 and obs[0] == 3 and info["primitive_steps"] == 3 and not (terminated or truncated)
+
+
+def test_sequence_plays_each_action_in_order():
+    env = DecisionInterval(Counter(), 4, "sequence")
+    assert env.action_space.shape == (4, 1)
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step(np.array([[1.0], [2.0], [3.0], [4.0]]))
+    assert reward == 10.0 and info["primitive_rewards"] == [1.0, 2.0, 3.0, 4.0]
+    with pytest.raises(ValueError, match="needs 4 actions"):
+        env.step(np.zeros((3, 1)))
+
+
+def test_termination_inside_an_interval_stops_it_exactly():
+    env = DecisionInterval(Counter(stop_at=5), 3, "sequence")
+    env.reset(seed=0)
+    _, r1, term1, _, _ = env.step(np.array([[1.0], [1.0], [1.0]]))
+    obs, r2, term2, trunc2, info = env.step(np.array([[10.0], [20.0], [30.0]]))
+    # Steps 4 and 5 run; step 5 terminates, so the third action (30) is never executed.
+    assert (r1, term1) == (3.0, False) and r2 == 30.0 and term2 and not trunc2
+    assert info["primitive_steps"] == 2 and obs[0] == 5 and info["t"] == 5
+
+
+def test_truncation_inside_an_interval_is_kept_apart():
+    env = DecisionInterval(Counter(limit=4), 3, "repeat")
+    env.reset(seed=0)
+    env.step(np.array([1.0]))
+    _, reward, terminated, truncated, info = env.step(np.array([1.0]))
+    assert reward == 1.0 and truncated and not terminated and info["primitive_steps"] == 1
+
+
+def test_fas_of_known_returns_matches_hand_computation():
+    # n = (1.0, 0.8, 0.4) at f = (1, 1/2, 1/4): area = 0.25*(0.4+0.8)/2 + 0.5*(0.8+1.0)/2 = 0.6; / 0.75 = 0.8
+    assert fas_score([1, 2, 4], [100.0, 80.0, 40.0], random_return=0.0, reference_return=100.0) == pytest.approx(0.8)
+    # Normalisation: shifting every return and the random return by the same amount changes nothing.
+    assert fas_score([1, 2, 4], [90.0, 70.0, 30.0], -10.0, 90.0) == pytest.approx(0.8)
+    # As good as the reference everywhere -> 1; as bad as random everywhere -> 0.
+    assert fas_score([1, 2, 8, 16], [5.0] * 4, 1.0, 5.0) == pytest.approx(1.0)
+    assert fas_score([1, 2, 8, 16], [1.0] * 4, 1.0, 5.0) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="two distinct"):
+        fas_score([1], [1.0], 0.0, 1.0)
+
+
+def test_fas_cli_on_a_saved_agent(cli, tmp_path):
+    result = cli("train", "agent=sb3_sac", "env=inverted_pendulum", "train=smoke", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr
+    result = cli("fas", f"run={tmp_path / 'run'}", "intervals=1,2,4", "episodes=2")
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "run" / "fas.json").read_text())
+    assert data["intervals"] == [1, 2, 4] and data["mode"] == "repeat" and len(data["per_interval"]) == 3
+    assert data["fas"] == pytest.approx(fas_score([1, 2, 4], [p["mean_return"] for p in data["per_interval"]],
+                                                  data["random_return"], data["reference_return"]))
+    assert (tmp_path / "run" / "fas.png").stat().st_size > 1000
+    bad = cli("fas", f"run={tmp_path / 'run'}", "intervals=1,x")
+    assert bad.returncode == 2 and "intervals" in bad.stderr
