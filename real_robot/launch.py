@@ -55,3 +55,22 @@ def start_roscore(home: str | Path, extra_env: dict | None = None) -> tuple[subp
 
 def start_sim_arm(env: dict, *flags: str) -> subprocess.Popen:
     return start_process([sys.executable, "-m", "robo_rl.real_robot.sim_arm_node", *flags], env, "sim_arm: publishing")
+
+
+def kill_leftovers(home: str | Path) -> int:
+    """Kill processes whose command line names `home` (nodes a killed roscore left orphaned)."""
+    mark, killed = str(Path(home)), 0
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit() or int(proc_dir.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if mark in cmdline:
+            try:
+                os.kill(int(proc_dir.name), signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+    return killed

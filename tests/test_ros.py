@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 
 from robo_rl.config import compose
-from robo_rl.real_robot.launch import free_port, start_process, stop_process
+from robo_rl.real_robot.launch import free_port, kill_leftovers, start_process, stop_process
 from robo_rl.real_robot.launch import start_roscore as launch_roscore
 from robo_rl.real_robot.robot import robot_config
 
@@ -80,8 +81,23 @@ def peer(roscore, tmp_path):
 
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory):
-    """A policy trained on ArmReach-v0 by the ordinary training command (SB3 SAC, small budget)."""
-    run = tmp_path_factory.mktemp("arm_policy") / "run"
+    """A policy trained on ArmReach-v0 by the ordinary training command (SB3 SAC, small budget).
+
+    Trained once per test session: pytest-xdist workers share the folder above their own base
+    temp folder, and a file lock makes the second worker wait for the first one's policy."""
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):   # a worker's base is <session>/popen-gwN
+        shared = shared.parent
+    run = shared / "arm_policy"
+    with FileLock(str(shared / "arm_policy.lock")):
+        if not (run / "eval.json").exists():
+            train_arm_policy(run)
+    return run
+
+
+def train_arm_policy(run: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "robo_rl.cli", "train", "agent=sb3_sac", "env=arm_reach", "train.steps=8000",
          "train.eval_every=8000", "train.eval_episodes=3", "train.video_steps=0", "train.save_replay=false",
@@ -92,7 +108,6 @@ def policy(tmp_path_factory):
     # A learning check as well: the trained policy beats the random policy by a clear margin.
     final = json.loads((run / "eval.json").read_text())
     assert final["mean_return"] > final["random_policy"]["mean_return"] + 100, final
-    return run
 
 
 def deploy_args(checkpoint: Path, out: Path, *extra: str) -> list[str]:
@@ -245,10 +260,17 @@ def test_roscore_killed_mid_run_keeps_control(arm, policy, tmp_path):
         out = tmp_path / "out"
         proc = start_deploy(env, policy, out, "steps=100")
         wait_for_commands(out, 5, proc)
+        # roscore's rosmaster and rosout run in sessions of their own: kill them all, then make sure
+        # the master is really gone.
         stop(core, signal.SIGKILL)
+        kill_leftovers(tmp_path / "ros_home")
+        port = int(env["ROS_MASTER_URI"].rsplit(":", 1)[1])
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
         rc = proc.wait(timeout=60)
     finally:
         stop(core, signal.SIGKILL)
+        kill_leftovers(tmp_path / "ros_home")
     summary, rows = read_deploy(out)
     # ROS 1 topics are peer-to-peer once connected: losing the master must not disturb the loop.
     assert rc == 0 and summary["status"] == "done" and summary["steps"] == 100
