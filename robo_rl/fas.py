@@ -69,17 +69,11 @@ def evaluate_at_interval(agent: Any, env: Any, interval: int, episodes: int, see
 def fas_run(run: str | Path, intervals: Sequence[int] = DEFAULT_INTERVALS, episodes: int = 5, seed: int = 30_000,
             reference: float | None = None) -> dict[str, Any]:
     """Evaluate a saved agent at every interval; write fas.json and fas.png next to its checkpoint."""
-    from robo_rl.checkpoint import CheckpointError
-    from robo_rl.envs.factory import make_env
     from robo_rl.logger import write_json
-    from robo_rl.runs import RandomAgent, load_agent
+    from robo_rl.runs import RandomAgent, load_agent_and_env
 
     run = Path(run)
-    agent, info = load_agent(run)
-    env_cfg = info.get("env")
-    if env_cfg is None:
-        raise CheckpointError(f"{run}: checkpoint does not say which env it was trained on")
-    env = make_env(env_cfg, seed=seed)
+    agent, info, env = load_agent_and_env(run, seed)
     per_interval = [evaluate_at_interval(agent, env, k, episodes, seed) for k in intervals]
     random_agent = RandomAgent(env.observation_space, env.action_space, {}, seed)
     random_return = evaluate_at_interval(random_agent, env, 1, episodes, seed)["mean_return"]
@@ -88,7 +82,7 @@ def fas_run(run: str | Path, intervals: Sequence[int] = DEFAULT_INTERVALS, episo
     if ref is None:
         raise ValueError("FAS needs interval 1 among the intervals, or an explicit reference return")
     result = {
-        "run": str(run), "env": env_cfg.get("id"), "agent": info["agent"]["config"].get("name"),
+        "run": str(run), "env": info["env"].get("id"), "agent": info["agent"]["config"].get("name"),
         "mode": "sequence" if hasattr(agent, "act_sequence") else "repeat",
         "intervals": list(map(int, intervals)), "episodes": episodes, "seed": seed,
         "per_interval": per_interval, "random_return": random_return,

@@ -130,13 +130,18 @@ def load_agent(run_dir: str | Path) -> tuple[Agent, dict[str, Any]]:
     return agent_from_info(info, run_dir, state), info
 
 
-def eval_run(run_dir: str | Path, episodes: int = 10, seed: int = 20_000, video: bool = False) -> dict[str, Any]:
-    run_dir = Path(run_dir)
+def load_agent_and_env(run_dir: str | Path, seed: int) -> tuple[Agent, dict[str, Any], Any]:
+    """The trained agent of a run, its checkpoint metadata, and a fresh env of the task it learned."""
     agent, info = load_agent(run_dir)
     env_cfg = info.get("env")
     if env_cfg is None:
         raise CheckpointError(f"{run_dir}: checkpoint does not say which env it was trained on")
-    env = make_env(env_cfg, seed=seed)
+    return agent, info, make_env(env_cfg, seed=seed)
+
+
+def eval_run(run_dir: str | Path, episodes: int = 10, seed: int = 20_000, video: bool = False) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    agent, info, env = load_agent_and_env(run_dir, seed)
     result = {"step": info.get("step"), **evaluate(agent, env, episodes, seed=seed)}
     if run_dir.is_dir():
         write_json(run_dir / "eval.json", result)
@@ -148,4 +153,4 @@ def eval_run(run_dir: str | Path, episodes: int = 10, seed: int = 20_000, video:
     return result
 
 
-__all__ = ["train_run", "eval_run", "load_agent", "load_run_config", "read_info", "RandomAgent"]
+__all__ = ["train_run", "eval_run", "load_agent", "load_agent_and_env", "load_run_config", "read_info", "RandomAgent"]
