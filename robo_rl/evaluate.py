@@ -17,6 +17,8 @@ def evaluate(agent: Any, env: gym.Env, episodes: int = 10, seed: int = 0, determ
     returns, lengths, successes = [], [], []
     for episode in range(episodes):
         obs, info = env.reset(seed=seed + episode)
+        if hasattr(agent, "begin_episode"):   # agents that plan ahead (action sequences) start afresh
+            agent.begin_episode()
         done, ep_return, ep_len, success, has_success = False, 0.0, 0, False, False
         while not done:
             action = to_env_action(agent.act(obs, deterministic=deterministic), env.action_space)

@@ -60,11 +60,15 @@ def record_video(agent: Any, env: Any, path: str | Path, steps: int = 1000, size
     writer = imageio.get_writer(str(path), fps=fps, codec="libx264", quality=7, macro_block_size=1)
     try:
         obs, _ = env.reset(seed=seed)
+        if hasattr(agent, "begin_episode"):
+            agent.begin_episode()
         for _ in range(steps):
             writer.append_data(renderer.render()[0])
             obs, _, terminated, truncated, _ = env.step(to_env_action(agent.act(obs, deterministic=True), env.action_space))
             if terminated or truncated:
                 obs, _ = env.reset()
+                if hasattr(agent, "begin_episode"):
+                    agent.begin_episode()
     finally:
         writer.close()
         renderer.close()

@@ -95,6 +95,8 @@ class Trainer:
         self.episode_limit = episode_limit(env)
         # Agents that act differently near the time limit (Symphony) are told where the episode is.
         self._clock = getattr(agent, "set_episode_clock", None)
+        # Agents that plan ahead (SRL's action sequences) are told when a new episode begins.
+        self._begin_episode = getattr(agent, "begin_episode", None)
         self.rng = np.random.default_rng(self.seed)  # warm-up actions
         self.step = 0
         self.episodes = 0
@@ -177,6 +179,8 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_training_start(self)
         obs, _ = self.env.reset(seed=self.seed) if self.resumed_from is None else self.env.reset()
+        if self._begin_episode is not None:
+            self._begin_episode()
         ep_return, ep_len, ep_success = 0.0, 0, None
         t_log, s_log = time.perf_counter(), self.step
         try:
@@ -209,6 +213,8 @@ class Trainer:
                 if terminated or truncated:
                     self._end_episode(logger, ep_return, ep_len, ep_success)
                     obs, _ = self.env.reset()
+                    if self._begin_episode is not None:
+                        self._begin_episode()
                     ep_return, ep_len, ep_success = 0.0, 0, None
                 if self.step % 100 == 0:
                     bar.update(self.step)

@@ -1,0 +1,124 @@
+"""Sequence RL: action sequences, the learned model, temporal recall, learning at a slow decision rate."""
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from robo_rl.agents.srl import SRL
+from robo_rl.envs import env_config, make_env
+from robo_rl.replay import ReplayBuffer
+
+CONFIG = {"sequence_length": 4, "hidden": 64, "gru_hidden": 64, "model_hidden": 64, "batch_size": 64,
+          "learning_rate": 1e-3, "model_learning_rate": 1e-3}
+
+
+def make_agent(env, **overrides):
+    return SRL(env.observation_space, env.action_space, {**CONFIG, **overrides}, seed=0)
+
+
+def test_sequences_have_the_right_shape_and_bounds():
+    env = make_env(env_config("mujoco", "Hopper-v5"), seed=0)
+    agent = make_agent(env, sequence_length=5)
+    obs, _ = env.reset(seed=0)
+    for length in (1, 5, 16):   # the GRU unrolls to any length
+        seq = agent.act_sequence(obs * 100.0, length, deterministic=False)
+        assert seq.shape == (length, 3) and np.all(np.abs(seq) <= 1.0)
+    # Inside the loop the agent decides every 5 steps: the next 4 actions ignore the observation.
+    agent.begin_episode()
+    first = agent.act(obs, deterministic=True)
+    planned = agent.act_sequence(obs, 5, deterministic=True)
+    assert np.allclose(first, planned[0])
+    rest = [agent.act(np.random.default_rng(i).normal(size=obs.shape).astype(np.float32), deterministic=True) for i in range(4)]
+    assert np.allclose(rest, planned[1:], atol=1e-6)
+    fresh = agent.act(obs + 1.0, deterministic=True)   # a new decision from the new observation
+    assert np.allclose(fresh, agent.act_sequence(obs + 1.0, 1)[0], atol=1e-6)
+
+
+def real_transitions(env, n, seed=0):
+    replay = ReplayBuffer(env.observation_space.shape, env.action_space.shape[0], n, seed=seed)
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    for _ in range(n):
+        action = rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        replay.add(obs, action, reward, next_obs, terminated)
+        obs = next_obs if not (terminated or truncated) else env.reset()[0]
+    return replay
+
+
+def test_model_prediction_loss_falls_on_real_transitions():
+    env = make_env(env_config("mujoco", "HalfCheetah-v5"), seed=0)
+    agent = make_agent(env)
+    replay = real_transitions(env, 3000)
+    held_out = replay.gather(np.arange(2500, 3000))
+    with torch.no_grad():
+        before = float(agent.model_loss(held_out))
+    for _ in range(300):
+        batch = replay.gather(replay.rng.integers(0, 2500, size=64))
+        loss = agent.model_loss(batch)
+        agent.model_opt.zero_grad()
+        loss.backward()
+        agent.model_opt.step()
+    with torch.no_grad():
+        after = float(agent.model_loss(held_out))
+    assert after < 0.5 * before, (before, after)
+
+
+def test_temporal_recall_scores_actions_at_model_states_and_moves_only_the_actor():
+    env = make_env(env_config("mujoco", "Hopper-v5"), seed=0)
+    agent = make_agent(env)
+    batch = real_transitions(env, 256).sample(64)
+    obs = batch["obs"].float()
+    alpha = torch.tensor(0.1)
+    torch.manual_seed(0)
+    loss_a, _ = agent.actor_loss(obs, alpha)
+    with torch.no_grad():   # a different model changes the states the later actions are scored at
+        for p in agent.model.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    torch.manual_seed(0)
+    loss_b, _ = agent.actor_loss(obs, alpha)
+    assert not torch.isclose(loss_a, loss_b)
+    one_step = make_agent(env, sequence_length=1)
+    one_step.actor.load_state_dict(agent.actor.state_dict())
+    one_step.critic.load_state_dict(agent.critic.state_dict())
+    torch.manual_seed(0)
+    loss_c, _ = one_step.actor_loss(obs, alpha)
+    with torch.no_grad():   # with J = 1 the model plays no part
+        for p in one_step.model.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    torch.manual_seed(0)
+    assert torch.isclose(loss_c, one_step.actor_loss(obs, alpha)[0])
+    # One update: the actor moves, the critic is not moved by the actor's loss.
+    agent.critic.requires_grad_(False)
+    agent.actor_opt.zero_grad()
+    loss_a.backward()
+    assert all(p.grad is None for p in agent.critic.parameters())
+    assert sum(float(p.grad.abs().sum()) for p in agent.actor.gru.parameters()) > 0
+
+
+def test_save_load_round_trip(tmp_path):
+    env = make_env(env_config("mujoco", "Hopper-v5"), seed=0)
+    agent = make_agent(env)
+    obs, _ = env.reset(seed=0)
+    path = agent.save(tmp_path / "srl.safetensors")
+    again = SRL.load(path)
+    assert np.allclose(agent.act_sequence(obs, 6), again.act_sequence(obs, 6))
+
+
+@pytest.mark.slow
+def test_srl_at_a_slow_decision_rate_beats_random(cli, tmp_path):
+    run = tmp_path / "run"
+    result = cli("train", "agent=srl", "env=inverted_pendulum", "train.steps=4000", "train.eval_every=4000",
+                 "train.eval_episodes=5", "train.video_steps=0", "train.progress=false", "agent.learning_starts=1000",
+                 "agent.sequence_length=4", "agent.hidden=64", "agent.gru_hidden=64", "agent.model_hidden=64",
+                 "agent.learning_rate=1e-3", f"hydra.run.dir={run}", "threads=1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    final = json.loads((run / "eval.json").read_text())
+    # Deciding only every 4th step (open loop in between), the policy balances far longer than random.
+    assert final["mean_return"] > 5 * max(final["random_policy"]["mean_return"], 1.0), final
+    fas = cli("fas", f"run={run}", "intervals=1,2,4,8", "episodes=2")
+    assert fas.returncode == 0, fas.stderr
+    data = json.loads((run / "fas.json").read_text())
+    assert data["mode"] == "sequence" and len(data["per_interval"]) == 4
