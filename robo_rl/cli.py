@@ -7,7 +7,7 @@
                                          run a trained policy on a ROS arm behind the safety layer
   robo-rl fas run=<run dir> [intervals=1,2,4,8,16] [episodes=5] [reference=<return>]
                                          Frequency-Averaged Score: returns at slower decision rates
-  robo-rl bench <name> [--quick]         benchmarks: throughput, learn, ros
+  robo-rl bench <name> [--quick]         benchmarks: throughput, learn, ros, fas
   robo-rl options <group>                list the choices of a config group (agent, env, reward, train)
 
 Bad input prints one line naming the bad key or value and exits with code 2.

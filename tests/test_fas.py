@@ -89,3 +89,20 @@ def test_fas_cli_on_a_saved_agent(cli, tmp_path):
     assert (tmp_path / "run" / "fas.png").stat().st_size > 1000
     bad = cli("fas", f"run={tmp_path / 'run'}", "intervals=1,x")
     assert bad.returncode == 2 and "intervals" in bad.stderr
+
+
+@pytest.mark.slow
+def test_bench_fas_quick_writes_per_run_results_and_skips_done(cli, tmp_path):
+    args = ["bench", "fas", "--tasks", "InvertedPendulum-v5", "--agents", "srl,sb3_sac", "--seeds", "0", "--steps", "600",
+            "--intervals", "1,2,4", "--episodes", "1", "--override", "agent.learning_starts=300",
+            "--override", "train.progress=false", "--override", "threads=1"]
+    result = cli(*args, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    folder = tmp_path / "benchmarks" / "results" / "fas"
+    srl = json.loads((folder / "InvertedPendulum-v5__srl__s0.json").read_text())
+    assert srl["mode"] == "sequence" and [p["interval"] for p in srl["per_interval"]] == [1, 2, 4]
+    assert json.loads((folder / "InvertedPendulum-v5__sb3_sac__s0.json").read_text())["mode"] == "repeat"
+    summary = (folder / "summary.md").read_text()
+    assert "| InvertedPendulum-v5 | srl | 1 | 600 |" in summary and (folder / "InvertedPendulum-v5.png").exists()
+    again = cli(*args, timeout=300)
+    assert again.returncode == 0 and again.stdout.count("done, skipped") == 2

@@ -1,7 +1,6 @@
 """Sequence RL: action sequences, the learned model, temporal recall, learning at a slow decision rate."""
 import json
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch

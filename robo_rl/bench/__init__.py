@@ -8,7 +8,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-BENCHMARKS = {"throughput": "robo_rl.bench.throughput", "learn": "robo_rl.bench.learn", "ros": "robo_rl.bench.ros"}
+BENCHMARKS = {"throughput": "robo_rl.bench.throughput", "learn": "robo_rl.bench.learn", "ros": "robo_rl.bench.ros",
+              "fas": "robo_rl.bench.fas"}
 
 
 def results_dir() -> Path:
