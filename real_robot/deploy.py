@@ -237,9 +237,9 @@ class DeployLoop:
         return self._summary(status, message, step)
 
     def _emergency_hold(self, step: int, exc: BaseException) -> None:
-        LOG.error("deploy: %s; sending hold", exc)
         if self.safety.last_target is None:
             return   # nothing was ever commanded
+        LOG.error("deploy: %s; sending hold", exc)
         try:
             self.holding = None
             self._hold(step, f"exception: {type(exc).__name__}")
