@@ -213,6 +213,8 @@ class DeployLoop:
                 bad_since = None
                 if self.holding is not None:    # back from a hold: start again from where the arm is
                     self.safety.start(reading.positions)
+                    if hasattr(self.agent, "begin_episode"):   # and drop any action sequence planned before
+                        self.agent.begin_episode()
                     self.holding = None
                 self.last_reading = reading
                 distance = self.adapter.goal_distance(reading)
