@@ -1,6 +1,6 @@
 """Starting and stopping the ROS-side processes on loopback: roscore, the sim arm node, a peer.
 
-Used by `robo-rl bench ros` and the tests; each process gets its own session so that stopping it
+Used by `robo-rl bench ros` and the tests; each process leads a process group of its own so that stopping it
 also stops its children (roscore starts rosmaster and rosout).
 """
 from __future__ import annotations

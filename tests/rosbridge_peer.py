@@ -35,7 +35,7 @@ class Peer:
         try:
             async for frame in websocket:
                 await client.handle(frame)
-        except Exception:   # a client that drops the connection ends its session, nothing more
+        except Exception:   # a client that drops the connection ends its own exchange, nothing more
             pass
         finally:
             client.close()

@@ -83,12 +83,12 @@ def peer(roscore, tmp_path):
 def policy(tmp_path_factory):
     """A policy trained on ArmReach-v0 by the ordinary training command (SB3 SAC, small budget).
 
-    Trained once per test session: pytest-xdist workers share the folder above their own base
+    Trained once per test run: pytest-xdist workers share the folder above their own base
     temp folder, and a file lock makes the second worker wait for the first one's policy."""
     from filelock import FileLock
 
     shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):   # a worker's base is <session>/popen-gwN
+    if os.environ.get("PYTEST_XDIST_WORKER"):   # a worker's base is <run folder>/popen-gwN
         shared = shared.parent
     run = shared / "arm_policy"
     with FileLock(str(shared / "arm_policy.lock")):
@@ -260,7 +260,7 @@ def test_roscore_killed_mid_run_keeps_control(arm, policy, tmp_path):
         out = tmp_path / "out"
         proc = start_deploy(env, policy, out, "steps=100")
         wait_for_commands(out, 5, proc)
-        # roscore's rosmaster and rosout run in sessions of their own: kill them all, then make sure
+        # roscore's rosmaster and rosout run in process groups of their own: kill them all, then make sure
         # the master is really gone.
         stop(core, signal.SIGKILL)
         kill_leftovers(tmp_path / "ros_home")

@@ -5,8 +5,11 @@ so a table can be completed over several sittings.
 """
 from __future__ import annotations
 
+import argparse
 import importlib
+import json
 from pathlib import Path
+from typing import Any, Callable, Mapping
 
 BENCHMARKS = {"throughput": "robo_rl.bench.throughput", "learn": "robo_rl.bench.learn", "ros": "robo_rl.bench.ros",
               "fas": "robo_rl.bench.fas"}
@@ -41,6 +44,34 @@ def write_summary(section: str, folder: Path, lines: list[str]) -> str:
     (folder / "summary.md").write_text(text + "\n")
     update_readme(section, text)
     return text
+
+
+def grid_parser(prog: str, tasks: str, agents: str, steps: int) -> argparse.ArgumentParser:
+    """Options shared by the benchmarks that train one run per (task, agent, seed)."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--tasks", default=tasks)
+    parser.add_argument("--agents", default=agents)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--override", action="append", default=[], help="extra config override for every run")
+    parser.add_argument("--report", action="store_true", help="only aggregate the result files")
+    return parser
+
+
+def run_grid(name: str, opts: argparse.Namespace, tasks: Mapping[str, str], path_of: Callable[[str, str, int], Path],
+             run: Callable[[str, str, int], dict[str, Any]], done: Callable[[Path], bool] = Path.exists) -> None:
+    """Every (task, agent, seed) not done yet: run it and write its own result file."""
+    for task in opts.tasks.split(","):
+        if task not in tasks:
+            raise SystemExit(f"robo-rl: unknown task '{task}' (valid: {', '.join(tasks)})")
+        for agent in opts.agents.split(","):
+            for seed in (int(s) for s in opts.seeds.split(",")):
+                path = path_of(task, agent, seed)
+                if done(path):
+                    print(f"bench {name}: {path.name} done, skipped")
+                    continue
+                print(f"bench {name}: {task} {agent} seed {seed}, {opts.steps} steps", flush=True)
+                path.write_text(json.dumps(run(task, agent, seed), indent=1) + "\n")
 
 
 def run_benchmark(name: str, args: list[str]) -> None:

@@ -12,14 +12,13 @@ share one scale; `--report` recomputes it from the files, with IQM and 95% boots
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from robo_rl.bench import results_dir, write_summary
+from robo_rl.bench import grid_parser, results_dir, run_grid, write_summary
 
 TASKS = {"InvertedPendulum-v5": "inverted_pendulum", "Hopper-v5": "hopper", "Reacher-v5": "reacher",
          "HalfCheetah-v5": "halfcheetah", "Walker2d-v5": "walker2d"}
@@ -99,30 +98,15 @@ def report() -> str:
 
 
 def main(args: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="robo-rl bench fas")
-    parser.add_argument("--tasks", default="InvertedPendulum-v5,Hopper-v5")
-    parser.add_argument("--agents", default="srl,sb3_sac,symphony_cpu")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--steps", type=int, default=50_000)
+    parser = grid_parser("robo-rl bench fas", "InvertedPendulum-v5,Hopper-v5", "srl,sb3_sac,symphony_cpu", 50_000)
     parser.add_argument("--intervals", default=DEFAULT_INTERVALS)
     parser.add_argument("--episodes", type=int, default=5)
-    parser.add_argument("--override", action="append", default=[], help="extra config override for every run")
-    parser.add_argument("--report", action="store_true", help="only aggregate the result files")
     opts = parser.parse_args(args)
     folder = results_dir() / "fas"
     folder.mkdir(parents=True, exist_ok=True)
     intervals = [int(k) for k in opts.intervals.split(",")]
     if not opts.report:
-        for task in opts.tasks.split(","):
-            if task not in TASKS:
-                raise SystemExit(f"robo-rl: unknown task '{task}' (valid: {', '.join(TASKS)})")
-            for agent in opts.agents.split(","):
-                for seed in (int(s) for s in opts.seeds.split(",")):
-                    path = folder / f"{task}__{agent}__s{seed}.json"
-                    if path.exists() and json.loads(path.read_text())["steps"] >= opts.steps:
-                        print(f"bench fas: {path.name} done, skipped")
-                        continue
-                    print(f"bench fas: {task} {agent} seed {seed}, {opts.steps} steps", flush=True)
-                    result = run_one(task, agent, seed, opts.steps, intervals, opts.episodes, opts.override)
-                    path.write_text(json.dumps(result, indent=1) + "\n")
+        run_grid("fas", opts, TASKS, lambda task, agent, seed: folder / f"{task}__{agent}__s{seed}.json",
+                 lambda task, agent, seed: run_one(task, agent, seed, opts.steps, intervals, opts.episodes, opts.override),
+                 done=lambda path: path.exists() and json.loads(path.read_text())["steps"] >= opts.steps)
     print(report())

@@ -10,12 +10,11 @@ learning-curve PNG per task.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
 
-from robo_rl.bench import results_dir, write_summary
+from robo_rl.bench import grid_parser, results_dir, run_grid, write_summary
 
 TASKS = {"HalfCheetah-v5": "halfcheetah", "Walker2d-v5": "walker2d", "Humanoid-v5": "humanoid", "Hopper-v5": "hopper"}
 REFERENCE_100K = {"HalfCheetah-v5": ("MR.Q", 7872), "Walker2d-v5": ("MR.Q", 3127), "Humanoid-v5": ("MR.Q", 522)}
@@ -79,27 +78,11 @@ def report(steps: int) -> str:
 
 
 def main(args: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="robo-rl bench learn")
-    parser.add_argument("--tasks", default="HalfCheetah-v5,Walker2d-v5")
-    parser.add_argument("--agents", default="symphony_cpu,sb3_sac")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--steps", type=int, default=100_000)
+    parser = grid_parser("robo-rl bench learn", "HalfCheetah-v5,Walker2d-v5", "symphony_cpu,sb3_sac", 100_000)
     parser.add_argument("--eval-every", type=int, default=5_000)
     parser.add_argument("--episodes", type=int, default=10)
-    parser.add_argument("--override", action="append", default=[], help="extra config override for every run")
-    parser.add_argument("--report", action="store_true", help="only aggregate the result files")
     opts = parser.parse_args(args)
     if not opts.report:
-        for task in opts.tasks.split(","):
-            if task not in TASKS:
-                raise SystemExit(f"robo-rl: unknown task '{task}' (valid: {', '.join(TASKS)})")
-            for agent in opts.agents.split(","):
-                for seed in (int(s) for s in opts.seeds.split(",")):
-                    path = result_path(task, agent, seed, opts.steps)
-                    if path.exists():
-                        print(f"bench learn: {path.name} done, skipped")
-                        continue
-                    print(f"bench learn: {task} {agent} seed {seed}, {opts.steps} steps", flush=True)
-                    result = run_one(task, agent, seed, opts.steps, opts.eval_every, opts.episodes, opts.override)
-                    path.write_text(json.dumps(result, indent=1) + "\n")
+        run_grid("learn", opts, TASKS, lambda task, agent, seed: result_path(task, agent, seed, opts.steps),
+                 lambda task, agent, seed: run_one(task, agent, seed, opts.steps, opts.eval_every, opts.episodes, opts.override))
     print(report(opts.steps))
