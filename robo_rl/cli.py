@@ -7,7 +7,14 @@
                                          run a trained policy on a ROS arm behind the safety layer
   robo-rl fas run=<run dir> [intervals=1,2,4,8,16] [episodes=5] [reference=<return>]
                                          Frequency-Averaged Score: returns at slower decision rates
-  robo-rl bench <name> [--quick]         benchmarks: throughput, learn, ros, fas
+  robo-rl demos collect task=<metaworld task> episodes=10 out=<file.h5> [cameras=corner,corner2] [size=84] [seed=0]
+  robo-rl demos show file=<file.h5>      validate a demo file and summarise it
+  robo-rl demos features demos=<a.h5,b.h5> out=<net.safetensors> [steps=2000]
+                                         pre-train the frozen image features (time-contrastive)
+  robo-rl demos fit kind=perceptual|process demos=<a.h5[,b.h5]> features=<net> out=<reward>
+                    [cameras=corner,corner2] [adapt=<new-task.h5>] [steps=2000]
+                                         fit a learned reward; use it with reward=<kind> reward.model=<reward>
+  robo-rl bench <name> [--quick]         benchmarks: throughput, learn, ros, fas, rewards
   robo-rl options <group>                list the choices of a config group (agent, env, reward, train)
 
 Bad input prints one line naming the bad key or value and exits with code 2.
@@ -169,6 +176,69 @@ def cmd_fas(args: list[str]) -> int:
     return 0
 
 
+def cmd_demos(args: list[str]) -> int:
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Constant\\(s\\) may be too high")  # metaworld's scripted experts
+    sub = args[0] if args else None
+    if sub == "collect":
+        from robo_rl.envs.factory import metaworld_tasks
+        from robo_rl.rewards.demos import collect_demos, save_demos
+
+        opts = _key_values(args[1:], {"task": str, "episodes": int, "out": str, "cameras": str, "size": int, "seed": int, "max_steps": int})
+        if "task" not in opts or "out" not in opts:
+            raise UsageError("demos collect needs task=<metaworld task> and out=<file.h5>")
+        if opts["task"] not in metaworld_tasks():
+            raise UsageError(f"argument 'task': '{opts['task']}' is not a Meta-World v3 task")
+        cameras = str(opts.get("cameras", "corner,corner2")).split(",")
+        demos = collect_demos(opts["task"], int(opts.get("episodes", 10)), cameras, int(opts.get("size", 84)),
+                              int(opts.get("seed", 0)), int(opts.get("max_steps", 500)))
+        path = save_demos(opts["out"], demos, opts["task"])
+        print(f"robo-rl: {len(demos)} demos of {opts['task']} ({', '.join(cameras)}) written to {path}")
+        return 0
+    if sub == "show":
+        from robo_rl.rewards.demos import load_demos
+
+        opts = _key_values(args[1:], {"file": str})
+        demos = load_demos(opts.get("file", ""))
+        cams = ", ".join(f"{c} {v.shape[1]}x{v.shape[2]}" for c, v in demos[0].frames.items())
+        lengths = [d.length - 1 for d in demos]
+        print(f"robo-rl: {len(demos)} episodes, steps {min(lengths)}-{max(lengths)}, cameras {cams}, "
+              f"states {'yes' if demos[0].states is not None else 'no'}, actions {'yes' if demos[0].actions is not None else 'no'}")
+        return 0
+    if sub == "features":
+        from robo_rl.rewards.pipeline import pretrain_features
+
+        opts = _key_values(args[1:], {"demos": str, "out": str, "steps": int, "seed": int, "width": int})
+        if "demos" not in opts or "out" not in opts:
+            raise UsageError("demos features needs demos=<a.h5[,b.h5]> and out=<net.safetensors>")
+        path, losses = pretrain_features(str(opts["demos"]).split(","), opts["out"], int(opts.get("steps", 2000)),
+                                         int(opts.get("width", 32)), int(opts.get("seed", 0)))
+        print(f"robo-rl: feature net written to {path} (triplet loss {losses[0]:.3f} -> {sum(losses[-50:]) / len(losses[-50:]):.3f})")
+        return 0
+    if sub == "fit":
+        from robo_rl.rewards.pipeline import fit_perceptual_file, fit_process_file
+
+        opts = _key_values(args[1:], {"kind": str, "demos": str, "features": str, "out": str, "cameras": str,
+                                      "adapt": str, "steps": int, "n_steps": int, "seed": int})
+        for key in ("kind", "demos", "features", "out"):
+            if key not in opts:
+                raise UsageError(f"demos fit needs {key}=<value>")
+        files = str(opts["demos"]).split(",")
+        if opts["kind"] == "perceptual":
+            camera = str(opts.get("cameras", "corner")).split(",")[0]
+            path = fit_perceptual_file(files[0], opts["features"], opts["out"], camera, int(opts.get("n_steps", 3)))
+        elif opts["kind"] == "process":
+            cameras = str(opts.get("cameras", "corner,corner2")).split(",")
+            path = fit_process_file(files, opts["features"], opts["out"], cameras, int(opts.get("steps", 2000)),
+                                    opts.get("adapt"), n_stages=int(opts.get("n_steps", 3)), seed=int(opts.get("seed", 0)))
+        else:
+            raise UsageError(f"argument 'kind' must be perceptual or process, got '{opts['kind']}'")
+        print(f"robo-rl: {opts['kind']} reward written to {path}; train with reward={opts['kind']} reward.model={path}")
+        return 0
+    raise UsageError("demos needs a subcommand: collect, show, features, fit")
+
+
 def cmd_options(args: list[str]) -> int:
     from robo_rl.config import DEPLOY_GROUPS, GROUPS, group_options
 
@@ -179,7 +249,7 @@ def cmd_options(args: list[str]) -> int:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "deploy": cmd_deploy, "fas": cmd_fas, "bench": cmd_bench,
-            "options": cmd_options}
+            "demos": cmd_demos, "options": cmd_options}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -136,6 +136,9 @@ def _format(value: Any) -> str:
 
 def check_run_config(cfg: DictConfig) -> None:
     """Value checks on a composed config that types alone cannot catch."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"config key '{missing[0]}' must be set (e.g. {missing[0]}=<value>)")
     train = cfg.train
     for key in ("steps", "eval_episodes", "checkpoint_every", "log_every"):
         if train[key] <= 0:

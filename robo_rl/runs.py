@@ -5,6 +5,7 @@ metrics.jsonl, episodes.csv, evaluations.json, eval.json, learning_curve.png and
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,33 @@ def build_agent(cfg: DictConfig, env: Any) -> Agent:
     return cls(env.observation_space, env.action_space, agent_cfg, int(cfg.seed))
 
 
+def agent_gamma(cfg: DictConfig) -> float:
+    agent = cfg.agent
+    return float(agent.get("gamma", agent.get("hyperparams", {}).get("gamma", 0.99)))
+
+
+def wrap_reward(env: Any, cfg: DictConfig) -> Any:
+    """The reward the agent learns from: the env's own, or the wrapper that `reward._target_` names.
+
+    Shaping needs the learner's discount, so `reward.gamma: null` means the agent's gamma.
+    """
+    reward_cfg = to_container(cfg.get("reward") or {})
+    target = reward_cfg.pop("_target_", None)
+    if target is None:
+        return env
+    module_name, _, class_name = target.rpartition(".")
+    try:
+        wrapper = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError):
+        raise ConfigError(f"config key 'reward._target_': '{target}' cannot be imported") from None
+    if "gamma" in reward_cfg and reward_cfg["gamma"] is None:
+        reward_cfg["gamma"] = agent_gamma(cfg)
+    try:
+        return wrapper(env, **reward_cfg)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"reward '{reward_cfg.get('name')}': {exc}") from None
+
+
 def check_config(cfg: DictConfig) -> None:
     """Everything that can be checked before the first env step."""
     check_run_config(cfg)
@@ -79,8 +107,8 @@ def train_run(cfg: DictConfig, run_dir: str | Path, resume: bool = False) -> dic
     seed = int(cfg.seed)
     seed_everything(seed)
     env_cfg = to_container(cfg.env)
-    env = make_env(env_cfg, seed=seed)
-    eval_env = make_env(env_cfg, seed=seed + 10_000)
+    env = wrap_reward(make_env(env_cfg, seed=seed), cfg)
+    eval_env = make_env(env_cfg, seed=seed + 10_000)  # evaluation reports the task's own return and success
     try:
         agent = build_agent(cfg, env)
     except (TypeError, ValueError) as exc:
