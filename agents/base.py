@@ -81,6 +81,12 @@ class Agent(abc.ABC):
     @abc.abstractmethod
     def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
 
+    def set_discount(self, gamma: float) -> None:
+        """Change the discount of future updates (a discount schedule, e.g. ADS, calls this)."""
+        if not hasattr(self, "gamma"):
+            raise TypeError(f"{type(self).__name__} has no discount that can be scheduled")
+        self.gamma = float(gamma)
+
     def make_replay(self, total_steps: int, seed: int) -> Any:
         """The replay store this agent trains from (capacity never above the run's length)."""
         from robo_rl.replay import ReplayBuffer

@@ -81,6 +81,9 @@ class SB3Agent(Agent):
         self.noise_std = float(self.config.get("action_noise_std", 0.0))
         self.rng = np.random.default_rng(self.seed)
 
+    def set_discount(self, gamma: float) -> None:
+        self.model.gamma = float(gamma)  # SB3's SAC/TD3 read it at every update
+
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         policy = self.model.policy
         with torch.inference_mode():

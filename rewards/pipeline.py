@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from robo_rl.rewards.demos import Demo, DemoError, load_demos
+from robo_rl.rewards.demos import Demo, DemoError, load_demos, load_video_demos
 from robo_rl.rewards.features import FeatureNet, load_feature_net, pretrain_tcn, save_feature_net
 from robo_rl.rewards.learned import save_reward
 from robo_rl.rewards.perceptual import fit_perceptual_reward
@@ -45,9 +45,17 @@ def _relative(target: Path, base: Path) -> str:
 
 
 def fit_perceptual_file(demo_file: str | Path, features: str | Path, out: str | Path, camera: str | None = None,
-                        n_steps: int = 3, features_per_step: int = 32, limit: int | None = None) -> Path:
-    """Perceptual reward from the frames of one camera (observation-only: actions are never read)."""
-    demos = [d.observation_only() for d in load_demos(demo_file, cameras=[camera] if camera else None, limit=limit)]
+                        n_steps: int = 3, features_per_step: int = 32, limit: int | None = None, image_size: int = 84) -> Path:
+    """Perceptual reward from the frames of one camera (observation-only: actions are never read).
+
+    `demo_file` may also be a folder of videos (load_video_demos); its frames are then taken to be what
+    the env camera `camera` (default 'corner') will see, resized to `image_size`.
+    """
+    if Path(demo_file).is_dir():
+        camera = camera or "corner"
+        demos = load_video_demos(demo_file, image_size=image_size, camera=camera)[:limit]
+    else:
+        demos = [d.observation_only() for d in load_demos(demo_file, cameras=[camera] if camera else None, limit=limit)]
     camera = camera or next(iter(demos[0].frames))
     net = load_feature_net(features)
     feats = [f[:, 0] for f in demo_features(demos, net, [camera])]

@@ -38,6 +38,7 @@ class ReplayBuffer:
         self.pos = 0  # next slot to write
         self.size = 0  # filled slots
         self.added = 0  # transitions ever added (ages are derived from it)
+        self.last_index = -1
         self.rng = np.random.default_rng(seed)
         # Symphony's rule: when the oldest transition is terminal, it is moved to the newest end
         # instead of being overwritten next, so terminal transitions (rare, and the only ones that
@@ -62,6 +63,7 @@ class ReplayBuffer:
         self.pos = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
         self.added += 1
+        self.last_index = i  # slot of the newest transition (a reward relabeler rewrites it later)
         if self.keep_terminals and self.size == self.capacity and self.terminated[self.pos, 0]:
             # The oldest transition is terminal: in a full ring, stepping past it makes it the newest.
             self.pos = (self.pos + 1) % self.capacity

@@ -118,11 +118,14 @@ def train_run(cfg: DictConfig, run_dir: str | Path, resume: bool = False) -> dic
             raise ConfigError(f"run folder '{run_dir}' already holds a run (continue it with resume={run_dir})")
         OmegaConf.save(cfg, run_dir / CONFIG_NAME, resolve=True)
     train = cfg.train
+    # A reward that is learned while training (a replay relabeler, a discount schedule) brings its callback.
+    make_callback = getattr(env, "trainer_callback", None)
     trainer = Trainer(
         agent, env, total_steps=train.steps, run_dir=run_dir, eval_env=eval_env,
         eval_every=train.eval_every, eval_episodes=train.eval_episodes,
         checkpoint_every=train.checkpoint_every, save_replay=train.save_replay,
         log_every=train.log_every, progress=train.progress, seed=seed,
+        callbacks=[make_callback()] if make_callback is not None else [],
         run_info={"env": env_cfg, "config": to_container(cfg)},
     )
     if resume and trainer.resume():

@@ -104,6 +104,7 @@ class Trainer:
         self.evaluations: list[dict[str, Any]] = []
         self.resumed_from: int | None = None
         self.stop_requested = False
+        self.logger: RunLogger | None = None
 
     # --- checkpoints --------------------------------------------------------------------------
     @property
@@ -175,6 +176,7 @@ class Trainer:
 
     def run(self) -> list[dict[str, Any]]:
         logger = RunLogger(self.run_dir, resume_step=self.resumed_from) if self.run_dir is not None else None
+        self.logger = logger  # callbacks may log scalars through it (None without a run folder)
         bar = ProgressBar(self.total_steps, start=self.step, enabled=self.progress_enabled)
         for cb in self.callbacks:
             cb.on_training_start(self)

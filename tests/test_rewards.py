@@ -303,3 +303,15 @@ def test_training_with_a_learned_reward_through_the_cli(cli, tmp_path, reward_fi
     assert bad.returncode == 2 and "reward.model" in bad.stderr and "Traceback" not in bad.stderr
     missing = cli("train", *common)
     assert missing.returncode == 2 and "reward.model" in missing.stderr
+
+
+def test_perceptual_reward_fits_on_a_folder_of_videos(tmp_path, demo_file, reward_file):
+    from robo_rl.rewards.learned import load_reward
+    from robo_rl.rewards.pipeline import fit_perceptual_file
+
+    write_video_demos(tmp_path / "videos", load_demos(demo_file, limit=4), "corner")
+    features = reward_file.parent / "net.safetensors"
+    path = fit_perceptual_file(tmp_path / "videos", features, tmp_path / "perceptual", camera="corner", image_size=64)
+    manifest, reward, _ = load_reward(path)
+    assert manifest["kind"] == "perceptual" and manifest["cameras"] == ["corner"] and manifest["image_size"] == 64
+    assert reward.n_steps == 3

@@ -1,0 +1,215 @@
+"""`robo-rl bench rewards`: how good are the learned rewards, and do they help an agent learn?
+
+Inputs are made once and kept under runs/bench/rewards/ (skipped when present): expert demos per task
+(two cameras, 84 px), a feature net pre-trained time-contrastively on the training demos of all tasks,
+and the fitted reward files.
+
+Part `quality` (one file per task, benchmarks/results/rewards/quality__<task>.json): Spearman rank
+correlation between each learned signal and true progress (0 at the start, 1 at first success,
+linear in time) on held-out demos: the perceptual reward (one camera), the process model with one
+view, with two views, with two views but one missing at test time, zero-shot from the other tasks,
+and after one-shot adaptation to one demo of the task.
+
+Part `learn` (one file per run, learn__<task>__<reward>__s<seed>.json): SB3 SAC on the task's state,
+trained with `reward=sparse` (success only), `reward=process` (sparse + potential-based shaping) or
+`reward=perceptual`, same env steps; success rate of deterministic evaluations over training, and the
+number of training rollouts before the first evaluation at >= 95% success.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robo_rl.bench import results_dir, write_summary
+
+WORK = Path("runs") / "bench" / "rewards"
+CAMERAS = ["corner", "corner2"]
+DEFAULT_TASKS = "drawer-open-v3,button-press-topdown-v3,door-open-v3"
+REWARDS = ("sparse", "process", "perceptual")
+
+
+def demo_file(task: str, episodes: int) -> Path:
+    from robo_rl.rewards.demos import collect_demos, save_demos
+
+    path = WORK / "demos" / f"{task}.h5"
+    if not path.exists():
+        print(f"bench rewards: recording {episodes} expert demos of {task}", flush=True)
+        save_demos(path, collect_demos(task, episodes, CAMERAS, 84, seed=1000), task)
+    return path
+
+
+def feature_file(tasks: list[str], episodes: int, train_demos: int, steps: int) -> Path:
+    from robo_rl.rewards.demos import load_demos
+    from robo_rl.rewards.features import pretrain_tcn, save_feature_net
+
+    path = WORK / "features.safetensors"
+    if not path.exists():
+        frames = [d.frames for t in tasks for d in load_demos(demo_file(t, episodes), limit=train_demos)]
+        net, losses = pretrain_tcn(frames, steps=steps, seed=0)
+        save_feature_net(net, path, {"tasks": tasks, "train_demos": train_demos, "steps": steps,
+                                     "loss_start": float(np.mean(losses[:50])), "loss_end": float(np.mean(losses[-50:]))})
+    return path
+
+
+def quality(task: str, tasks: list[str], episodes: int, train_demos: int, features: Path, steps: int) -> dict[str, Any]:
+    from scipy.stats import spearmanr
+
+    from robo_rl.rewards.demos import load_demos, progress_labels
+    from robo_rl.rewards.features import load_feature_net
+    from robo_rl.rewards.perceptual import fit_perceptual_reward
+    from robo_rl.rewards.pipeline import demo_features
+    from robo_rl.rewards.process import ProcessRewardModel
+
+    net = load_feature_net(features)
+
+    def feats_of(t: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        demos = [d.observation_only() for d in load_demos(demo_file(t, episodes))]
+        return demo_features(demos, net, CAMERAS), [progress_labels(d) for d in demos]
+
+    feats, labels = feats_of(task)
+    train, test, truth = feats[:train_demos], feats[train_demos:], labels[train_demos:]
+    goal = train[-1][-1]
+
+    def rho(values: list[np.ndarray]) -> dict[str, float]:
+        r = [float(spearmanr(v, t).correlation) for v, t in zip(values, truth)]
+        return {"mean": float(np.mean(r)), "min": float(np.min(r)), "per_demo": r}
+
+    out: dict[str, Any] = {"task": task, "train_demos": len(train), "test_demos": len(test), "process_steps": steps}
+    perceptual, _ = fit_perceptual_reward([f[:, 0] for f in train], n_steps=3)
+    out["perceptual (corner)"] = rho([perceptual(f[:, 0]) for f in test])
+    single = ProcessRewardModel(train[0].shape[-1], CAMERAS[:1], seed=0)
+    single.fit([f[:, :1] for f in train], steps=steps)
+    out["process, 1 view (corner)"] = rho([single.progress(f[:, :1], f[0, :1], goal[:1]) for f in test])
+    multi = ProcessRewardModel(train[0].shape[-1], CAMERAS, seed=0)
+    multi.fit(train, steps=steps)
+    out["process, 2 views"] = rho([multi.progress(f, f[0], goal) for f in test])
+    out["process, 2 views, corner2 missing"] = rho([multi.progress(f, f[0], goal, mask=np.array([1.0, 0.0], np.float32)) for f in test])
+    others = [f for t in tasks if t != task for f in feats_of(t)[0][:train_demos]]
+    if others:
+        zero = ProcessRewardModel(train[0].shape[-1], CAMERAS, seed=0)
+        zero.fit(others, steps=steps)
+        out["process, other tasks only (zero-shot)"] = rho([zero.progress(f, f[0], train[0][-1]) for f in test])
+        adapted = zero.adapt(train[0], steps=steps // 4)
+        out["process, other tasks + one-shot adaptation"] = rho([adapted.progress(f, f[0], train[0][-1]) for f in test])
+    return out
+
+
+def reward_file(task: str, kind: str, episodes: int, train_demos: int, features: Path, steps: int) -> Path:
+    from robo_rl.rewards.pipeline import fit_perceptual_file, fit_process_file
+
+    path = WORK / f"{kind}__{task}.safetensors"
+    if not path.exists():
+        demos = demo_file(task, episodes)
+        if kind == "process":
+            fit_process_file([demos], features, path, CAMERAS, steps=steps, limit=train_demos)
+        else:
+            fit_perceptual_file(demos, features, path, CAMERAS[0], limit=train_demos)
+    return path
+
+
+def learn(task: str, reward: str, seed: int, steps: int, model: Path | None, extra: list[str]) -> dict[str, Any]:
+    import csv
+
+    from robo_rl.config import compose, to_container
+    from robo_rl.runs import load_run_config, train_run
+
+    run_dir = WORK / "runs" / f"{task}__{reward}__s{seed}__{steps}"
+    resume = (run_dir / "checkpoint.safetensors").exists()
+    overrides = ["agent=sb3_sac", "env=metaworld", f"env.id={task}", "env.max_episode_steps=200", f"reward={reward}",
+                 f"seed={seed}", f"train.steps={steps}", f"train.eval_every={max(steps // 10, 1000)}", "train.eval_episodes=10",
+                 f"train.checkpoint_every={max(steps // 5, 1000)}", "train.video_steps=0", "agent.learning_starts=2000"]
+    if model is not None:
+        overrides.append(f"reward.model={model.resolve()}")
+    cfg = load_run_config(run_dir) if resume else compose(overrides + extra)
+    train_run(cfg, run_dir, resume=resume)
+    evaluations = json.loads((run_dir / "evaluations.json").read_text())
+    with open(run_dir / "episodes.csv") as f:
+        ends = [int(row["step"]) for row in csv.DictReader(f)]
+    curve = [{"step": e["step"], "success_rate": e.get("success_rate", 0.0), "rollouts": sum(1 for s in ends if s <= e["step"])}
+             for e in evaluations]
+    reached = next((p["rollouts"] for p in curve if p["success_rate"] >= 0.95), None)
+    return {"task": task, "reward": reward, "seed": seed, "steps": steps, "curve": curve, "rollouts_to_95": reached,
+            "final_success": curve[-1]["success_rate"] if curve else None, "config": to_container(cfg.reward)}
+
+
+def report() -> str:
+    from robo_rl.evaluate import aggregate
+    from robo_rl.report import plot_curves
+
+    folder = results_dir() / "rewards"
+    lines = ["Reward quality: Spearman rank correlation with true progress on held-out expert demos (mean, worst demo).", "",
+             "| task | signal | mean rho | min rho |", "|---|---|---:|---:|"]
+    for path in sorted(folder.glob("quality__*.json")):
+        q = json.loads(path.read_text())
+        for key, value in q.items():
+            if isinstance(value, dict):
+                lines.append(f"| {q['task']} | {key} | {value['mean']:.3f} | {value['min']:.3f} |")
+    runs = [json.loads(p.read_text()) for p in sorted(folder.glob("learn__*.json"))]
+    if runs:
+        lines += ["", "Policy learning (SB3 SAC, state observations): final success rate over seeds, rollouts to 95% success.", "",
+                  "| task | reward | seeds | env steps | final success (mean) | IQM | rollouts to 95% |", "|---|---|---:|---:|---:|---:|---|"]
+        for task in sorted({r["task"] for r in runs}):
+            curves = {}
+            for reward in REWARDS:
+                mine = [r for r in runs if r["task"] == task and r["reward"] == reward]
+                if not mine:
+                    continue
+                agg = aggregate([r["final_success"] for r in mine])
+                reach = ", ".join(str(r["rollouts_to_95"]) if r["rollouts_to_95"] is not None else "-" for r in mine)
+                lines.append(f"| {task} | {reward} | {len(mine)} | {mine[0]['steps']} | {agg['mean']:.2f} | {agg['iqm']:.2f} | {reach} |")
+                curves[reward] = [[(p["step"], p["success_rate"]) for p in r["curve"]] for r in mine]
+            plot_curves(curves, folder / f"learn__{task}.png", title=f"{task}: success rate, mean over seeds (band min-max)",
+                        ylabel="eval success rate")
+    return write_summary("rewards", folder, lines)
+
+
+def main(args: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="robo-rl bench rewards")
+    parser.add_argument("--tasks", default=DEFAULT_TASKS)
+    parser.add_argument("--part", choices=("quality", "learn", "all"), default="all")
+    parser.add_argument("--demos", type=int, default=15, help="expert demos recorded per task")
+    parser.add_argument("--train-demos", type=int, default=10, help="demos the rewards are fitted on; the rest are held out")
+    parser.add_argument("--feature-steps", type=int, default=1000)
+    parser.add_argument("--model-steps", type=int, default=2000)
+    parser.add_argument("--rewards", default=",".join(REWARDS))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--steps", type=int, default=30_000)
+    parser.add_argument("--override", action="append", default=[])
+    parser.add_argument("--report", action="store_true")
+    opts = parser.parse_args(args)
+    from robo_rl.envs.factory import metaworld_tasks
+
+    tasks = opts.tasks.split(",")
+    bad = [t for t in tasks if t not in metaworld_tasks()]
+    if bad:
+        raise SystemExit(f"robo-rl: unknown Meta-World task(s) {bad}")
+    folder = results_dir() / "rewards"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not opts.report:
+        features = feature_file(tasks, opts.demos, opts.train_demos, opts.feature_steps)
+        if opts.part in ("quality", "all"):
+            for task in tasks:
+                path = folder / f"quality__{task}.json"
+                if path.exists():
+                    print(f"bench rewards: {path.name} done, skipped")
+                    continue
+                print(f"bench rewards: reward quality on {task}", flush=True)
+                path.write_text(json.dumps(quality(task, tasks, opts.demos, opts.train_demos, features, opts.model_steps), indent=1) + "\n")
+        if opts.part in ("learn", "all"):
+            for task in tasks:
+                for reward in opts.rewards.split(","):
+                    if reward not in REWARDS:
+                        raise SystemExit(f"robo-rl: --rewards: unknown reward '{reward}' (valid: {', '.join(REWARDS)})")
+                    model = None if reward == "sparse" else reward_file(task, reward, opts.demos, opts.train_demos, features, opts.model_steps)
+                    for seed in (int(s) for s in opts.seeds.split(",")):
+                        path = folder / f"learn__{task}__{reward}__s{seed}.json"
+                        if path.exists() and json.loads(path.read_text())["steps"] >= opts.steps:
+                            print(f"bench rewards: {path.name} done, skipped")
+                            continue
+                        print(f"bench rewards: {task} {reward} seed {seed}, {opts.steps} steps", flush=True)
+                        path.write_text(json.dumps(learn(task, reward, seed, opts.steps, model, opts.override), indent=1) + "\n")
+    print(report())
