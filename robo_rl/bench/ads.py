@@ -1,0 +1,126 @@
+"""`robo-rl bench ads`: imitation from observation-only demos, ADS against the same pipeline with a fixed
+discount (the paper's ablation), on Meta-World tasks with progress dependency.
+
+State observations with the Euclidean OT cost (the paper uses frames through a ResNet-50 and DrQ-v2; pixels
+and its budget of 2M frames do not fit two CPU cores). The agent is SB3 SAC with the RL Zoo settings; only
+the reward and the discount differ between the two arms. Demos: 10 scripted-expert episodes per task,
+recorded until 25 steps after success, observations only.
+
+Each (task, arm, seed) is a run folder under runs/bench/ads/ (resumable) and one result file
+benchmarks/results/ads/<task>__<arm>__s<seed>.json with the success-rate curve and the gamma curve.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from robo_rl.bench import results_dir, write_summary
+
+WORK = Path("runs") / "bench" / "ads"
+ARMS = {"ads": ["reward.schedule=true"], "fixed": ["reward.schedule=false"]}
+# Tasks of the paper's progress-dependent set (per its configs) that SAC can move in at a CPU budget.
+DEFAULT_TASKS = "door-unlock-v3,lever-pull-v3,door-lock-v3"
+
+
+def demo_file(task: str, episodes: int) -> Path:
+    from robo_rl.rewards.demos import collect_demos, save_demos
+
+    path = WORK / "demos" / f"{task}.h5"
+    if not path.exists():
+        print(f"bench ads: recording {episodes} expert demos of {task}", flush=True)
+        save_demos(path, collect_demos(task, episodes, ["corner"], 64, seed=2000, max_steps=200, steps_after_success=25), task)
+    return path
+
+
+def run_one(task: str, arm: str, seed: int, steps: int, horizon: int, demos: Path, extra: list[str]) -> dict[str, Any]:
+    from robo_rl.config import compose
+    from robo_rl.runs import load_run_config, train_run
+
+    run_dir = WORK / "runs" / f"{task}__{arm}__s{seed}__{steps}"
+    resume = (run_dir / "checkpoint.safetensors").exists()
+    overrides = ["agent=sb3_sac", "env=metaworld", f"env.id={task}", f"env.max_episode_steps={horizon}", "reward=ads",
+                 f"reward.demos={demos.resolve()}", f"seed={seed}", f"train.steps={steps}", f"train.eval_every={max(steps // 10, 1000)}",
+                 "train.eval_episodes=10", f"train.checkpoint_every={max(steps // 5, 1000)}", "train.video_steps=0",
+                 "agent.learning_starts=2000", *ARMS[arm]]
+    cfg = load_run_config(run_dir) if resume else compose(overrides + extra)
+    train_run(cfg, run_dir, resume=resume)
+    evaluations = json.loads((run_dir / "evaluations.json").read_text())
+    state = json.loads((run_dir / "ads_state.json").read_text())
+    gammas = {h["step"]: h["gamma"] for h in state.get("history", [])}
+    curve = [{"step": e["step"], "success_rate": e.get("success_rate", 0.0), "mean_return": e["mean_return"],
+              "gamma": gammas.get(e["step"], state["gamma"])} for e in evaluations]
+    return {"task": task, "arm": arm, "seed": seed, "steps": steps, "horizon": horizon, "curve": curve,
+            "final_success": curve[-1]["success_rate"] if curve else None, "final_k": state["k"], "reward_scale": state["scale"]}
+
+
+def report() -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from robo_rl.evaluate import aggregate
+
+    folder = results_dir() / "ads"
+    runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*__s*.json"))]
+    lines = ["| task | arm | seeds | env steps | final success (mean) | IQM | 95% CI (IQM) | final gamma |", "|---|---|---:|---:|---:|---:|---|---:|"]
+    for task in sorted({r["task"] for r in runs}):
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+        for arm in ARMS:
+            mine = [r for r in runs if r["task"] == task and r["arm"] == arm]
+            if not mine:
+                continue
+            agg = aggregate([r["final_success"] for r in mine])
+            ci = f"[{agg['iqm_ci'][0]:.2f}, {agg['iqm_ci'][1]:.2f}]" if "iqm_ci" in agg else "-"
+            gamma = sum(r["curve"][-1]["gamma"] for r in mine) / len(mine)
+            lines.append(f"| {task} | {arm} | {len(mine)} | {mine[0]['steps']} | {agg['mean']:.2f} | {agg['iqm']:.2f} | {ci} | {gamma:.4f} |")
+            for r in mine:
+                steps = [p["step"] for p in r["curve"]]
+                ax1.plot(steps, [p["success_rate"] for p in r["curve"]], color="C0" if arm == "ads" else "C1", alpha=0.7,
+                         label=arm if r is mine[0] else None)
+                ax2.plot(steps, [p["gamma"] for p in r["curve"]], color="C0" if arm == "ads" else "C1", alpha=0.7,
+                         label=arm if r is mine[0] else None)
+        ax1.set_title(f"{task}: eval success rate")
+        ax2.set_title("discount over training")
+        for ax in (ax1, ax2):
+            ax.set_xlabel("env steps")
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(folder / f"{task}.png", dpi=110)
+        plt.close(fig)
+    return write_summary("ads", folder, lines)
+
+
+def main(args: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="robo-rl bench ads")
+    parser.add_argument("--tasks", default=DEFAULT_TASKS)
+    parser.add_argument("--arms", default="ads,fixed")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--steps", type=int, default=50_000)
+    parser.add_argument("--horizon", type=int, default=150, help="episode length (env steps)")
+    parser.add_argument("--demos", type=int, default=10)
+    parser.add_argument("--override", action="append", default=[])
+    parser.add_argument("--report", action="store_true")
+    opts = parser.parse_args(args)
+    folder = results_dir() / "ads"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not opts.report:
+        from robo_rl.envs.factory import metaworld_tasks
+
+        for task in opts.tasks.split(","):
+            if task not in metaworld_tasks():
+                raise SystemExit(f"robo-rl: unknown Meta-World task '{task}'")
+            demos = demo_file(task, opts.demos)
+            for arm in opts.arms.split(","):
+                if arm not in ARMS:
+                    raise SystemExit(f"robo-rl: --arms: unknown arm '{arm}' (valid: {', '.join(ARMS)})")
+                for seed in (int(s) for s in opts.seeds.split(",")):
+                    path = folder / f"{task}__{arm}__s{seed}.json"
+                    if path.exists() and json.loads(path.read_text())["steps"] >= opts.steps:
+                        print(f"bench ads: {path.name} done, skipped")
+                        continue
+                    print(f"bench ads: {task} {arm} seed {seed}, {opts.steps} steps", flush=True)
+                    path.write_text(json.dumps(run_one(task, arm, seed, opts.steps, opts.horizon, demos, opts.override), indent=1) + "\n")
+    print(report())
