@@ -74,5 +74,14 @@ def run_grid(name: str, opts: argparse.Namespace, tasks: Mapping[str, str], path
                 path.write_text(json.dumps(run(task, agent, seed), indent=1) + "\n")
 
 
+def run_unit(name: str, path: Path, label: str, steps: int, run: Callable[[], dict[str, Any]]) -> None:
+    """Run one unit of a benchmark and write its result file, unless that file already holds >= `steps`."""
+    if path.exists() and json.loads(path.read_text()).get("steps", 0) >= steps:
+        print(f"bench {name}: {path.name} done, skipped")
+        return
+    print(f"bench {name}: {label}, {steps} steps", flush=True)
+    path.write_text(json.dumps(run(), indent=1) + "\n")
+
+
 def run_benchmark(name: str, args: list[str]) -> None:
     importlib.import_module(BENCHMARKS[name]).main(args)

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from robo_rl.bench import results_dir, write_summary
+from robo_rl.bench import results_dir, run_unit, write_summary
 
 WORK = Path("runs") / "bench" / "ads"
 ARMS = {"ads": ["reward.schedule=true"], "fixed": ["reward.schedule=false"]}
@@ -117,10 +117,6 @@ def main(args: list[str]) -> None:
                 if arm not in ARMS:
                     raise SystemExit(f"robo-rl: --arms: unknown arm '{arm}' (valid: {', '.join(ARMS)})")
                 for seed in (int(s) for s in opts.seeds.split(",")):
-                    path = folder / f"{task}__{arm}__s{seed}.json"
-                    if path.exists() and json.loads(path.read_text())["steps"] >= opts.steps:
-                        print(f"bench ads: {path.name} done, skipped")
-                        continue
-                    print(f"bench ads: {task} {arm} seed {seed}, {opts.steps} steps", flush=True)
-                    path.write_text(json.dumps(run_one(task, arm, seed, opts.steps, opts.horizon, demos, opts.override), indent=1) + "\n")
+                    run_unit("ads", folder / f"{task}__{arm}__s{seed}.json", f"{task} {arm} seed {seed}", opts.steps,
+                             lambda: run_one(task, arm, seed, opts.steps, opts.horizon, demos, opts.override))
     print(report())

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from robo_rl.bench import results_dir, write_summary
+from robo_rl.bench import results_dir, run_unit, write_summary
 
 WORK = Path("runs") / "bench" / "rewards"
 CAMERAS = ["corner", "corner2"]
@@ -206,10 +206,6 @@ def main(args: list[str]) -> None:
                         raise SystemExit(f"robo-rl: --rewards: unknown reward '{reward}' (valid: {', '.join(REWARDS)})")
                     model = None if reward == "sparse" else reward_file(task, reward, opts.demos, opts.train_demos, features, opts.model_steps)
                     for seed in (int(s) for s in opts.seeds.split(",")):
-                        path = folder / f"learn__{task}__{reward}__s{seed}.json"
-                        if path.exists() and json.loads(path.read_text())["steps"] >= opts.steps:
-                            print(f"bench rewards: {path.name} done, skipped")
-                            continue
-                        print(f"bench rewards: {task} {reward} seed {seed}, {opts.steps} steps", flush=True)
-                        path.write_text(json.dumps(learn(task, reward, seed, opts.steps, model, opts.override), indent=1) + "\n")
+                        run_unit("rewards", folder / f"learn__{task}__{reward}__s{seed}.json", f"{task} {reward} seed {seed}", opts.steps,
+                                 lambda: learn(task, reward, seed, opts.steps, model, opts.override))
     print(report())
