@@ -124,6 +124,10 @@ def learn(task: str, reward: str, seed: int, steps: int, model: Path | None, ext
                  f"train.checkpoint_every={max(steps // 5, 1000)}", "train.video_steps=0", "agent.learning_starts=2000"]
     if model is not None:
         overrides.append(f"reward.model={model.resolve()}")
+    if reward == "process":
+        # Potential differences sum to at most Phi's range (1) per episode: scaled by 10 they are not lost
+        # under SAC's entropy bonus. Any scale leaves the optimal policy unchanged.
+        overrides.append("reward.scale=10")
     cfg = load_run_config(run_dir) if resume else compose(overrides + extra)
     train_run(cfg, run_dir, resume=resume)
     evaluations = json.loads((run_dir / "evaluations.json").read_text())
