@@ -68,7 +68,7 @@ def fit_perceptual_file(demo_file: str | Path, features: str | Path, out: str | 
 
 
 def fit_process_file(demo_files: Sequence[str | Path], features: str | Path, out: str | Path, cameras: Sequence[str],
-                     steps: int = 2000, adapt_file: str | Path | None = None, adapt_steps: int = 300,
+                     steps: int = 1500, adapt_file: str | Path | None = None, adapt_steps: int = 300,
                      n_stages: int = 3, seed: int = 0, limit: int | None = None) -> Path:
     """Process reward model trained on demo files (several tasks), optionally adapted one-shot to the
     first demo of `adapt_file` (the new task). The goal features are those of the last demo's end."""

@@ -12,7 +12,7 @@
   robo-rl demos features demos=<a.h5,b.h5> out=<net.safetensors> [steps=2000]
                                          pre-train the frozen image features (time-contrastive)
   robo-rl demos fit kind=perceptual|process demos=<a.h5[,b.h5]> features=<net> out=<reward>
-                    [cameras=corner,corner2] [adapt=<new-task.h5>] [steps=2000]
+                    [cameras=corner,corner2] [adapt=<new-task.h5>] [steps=1500]
                                          fit a learned reward; use it with reward=<kind> reward.model=<reward>
   robo-rl bench <name> [--quick]         benchmarks: throughput, learn, ros, fas, rewards
   robo-rl options <group>                list the choices of a config group (agent, env, reward, train)
@@ -230,7 +230,7 @@ def cmd_demos(args: list[str]) -> int:
             path = fit_perceptual_file(files[0], opts["features"], opts["out"], camera, int(opts.get("n_steps", 3)))
         elif opts["kind"] == "process":
             cameras = str(opts.get("cameras", "corner,corner2")).split(",")
-            path = fit_process_file(files, opts["features"], opts["out"], cameras, int(opts.get("steps", 2000)),
+            path = fit_process_file(files, opts["features"], opts["out"], cameras, int(opts.get("steps", 1500)),
                                     opts.get("adapt"), n_stages=int(opts.get("n_steps", 3)), seed=int(opts.get("seed", 0)))
         else:
             raise UsageError(f"argument 'kind' must be perceptual or process, got '{opts['kind']}'")

@@ -41,7 +41,7 @@ def run_one(task: str, arm: str, seed: int, steps: int, horizon: int, demos: Pat
     run_dir = WORK / "runs" / f"{task}__{arm}__s{seed}__{steps}"
     resume = (run_dir / "checkpoint.safetensors").exists()
     overrides = ["agent=sb3_sac", "env=metaworld", f"env.id={task}", f"env.max_episode_steps={horizon}", "reward=ads",
-                 f"reward.demos={demos.resolve()}", f"seed={seed}", f"train.steps={steps}", f"train.eval_every={max(steps // 10, 1000)}",
+                 f"reward.demos={demos.resolve()}", f"seed={seed}", f"train.steps={steps}", f"train.eval_every={max(steps // 20, 1000)}",
                  "train.eval_episodes=10", f"train.checkpoint_every={max(steps // 5, 1000)}", "train.video_steps=0",
                  "agent.learning_starts=2000", *ARMS[arm]]
     cfg = load_run_config(run_dir) if resume else compose(overrides + extra)

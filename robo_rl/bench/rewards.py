@@ -178,7 +178,7 @@ def main(args: list[str]) -> None:
     parser.add_argument("--demos", type=int, default=15, help="expert demos recorded per task")
     parser.add_argument("--train-demos", type=int, default=10, help="demos the rewards are fitted on; the rest are held out")
     parser.add_argument("--feature-steps", type=int, default=1000)
-    parser.add_argument("--model-steps", type=int, default=2000)
+    parser.add_argument("--model-steps", type=int, default=1500)
     parser.add_argument("--rewards", default=",".join(REWARDS))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--steps", type=int, default=30_000)
