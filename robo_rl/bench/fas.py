@@ -98,7 +98,7 @@ def report() -> str:
 
 
 def main(args: list[str]) -> None:
-    parser = grid_parser("robo-rl bench fas", "InvertedPendulum-v5,Hopper-v5", "srl,sb3_sac,symphony_cpu", 50_000)
+    parser = grid_parser("robo-rl bench fas", "InvertedPendulum-v5,Reacher-v5", "srl,sb3_sac,symphony_cpu", 20_000)
     parser.add_argument("--intervals", default=DEFAULT_INTERVALS)
     parser.add_argument("--episodes", type=int, default=5)
     opts = parser.parse_args(args)
