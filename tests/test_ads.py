@@ -137,3 +137,15 @@ def test_ads_on_frame_features_uses_the_cosine_cost(tmp_path, reach_demos):
     rewards, _ = ot_rewards(np.asarray(env.episode), env.demos, "cosine")
     assert len(rewards) == 6 and np.all(rewards <= 0) and np.all(rewards >= -2)
     env.close()
+
+
+def test_bench_ads_quick_writes_results_and_a_gamma_curve(cli, tmp_path):
+    args = ["bench", "ads", "--tasks", "reach-v3", "--demos", "3", "--seeds", "0", "--steps", "2000", "--horizon", "50"]
+    result = cli(*args, "--override", "agent.learning_starts=500", timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    folder = tmp_path / "benchmarks" / "results" / "ads"
+    for arm in ("ads", "fixed"):
+        run = json.loads((folder / f"reach-v3__{arm}__s0.json").read_text())
+        assert len(run["curve"]) == 2 and all(0 < p["gamma"] < 1 for p in run["curve"])
+    assert json.loads((folder / "reach-v3__fixed__s0.json").read_text())["curve"][-1]["gamma"] == pytest.approx(0.99)
+    assert (folder / "reach-v3.png").exists() and "| reach-v3 | ads |" in (folder / "summary.md").read_text()

@@ -1,4 +1,5 @@
 """Learned rewards: demos, features, perceptual reward, process reward model, shaping, the reward wrapper."""
+import json
 import warnings
 
 import h5py
@@ -315,3 +316,19 @@ def test_perceptual_reward_fits_on_a_folder_of_videos(tmp_path, demo_file, rewar
     manifest, reward, _ = load_reward(path)
     assert manifest["kind"] == "perceptual" and manifest["cameras"] == ["corner"] and manifest["image_size"] == 64
     assert reward.n_steps == 3
+
+
+def test_bench_rewards_quick_writes_results_and_skips_done(cli, tmp_path):
+    args = ["bench", "rewards", "--tasks", "reach-v3", "--demos", "3", "--train-demos", "2", "--feature-steps", "5",
+            "--model-steps", "20", "--rewards", "sparse,process", "--seeds", "0", "--steps", "300"]
+    first = cli(*args, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    folder = tmp_path / "benchmarks" / "results" / "rewards"
+    quality = json.loads((folder / "quality__reach-v3.json").read_text())
+    assert -1 <= quality["process, 2 views"]["mean"] <= 1 and len(quality["process, 2 views"]["per_demo"]) == 1
+    for reward in ("sparse", "process"):
+        run = json.loads((folder / f"learn__reach-v3__{reward}__s0.json").read_text())
+        assert run["steps"] == 300 and 0 <= run["final_success"] <= 1
+    assert (folder / "summary.md").read_text().count("reach-v3") >= 3
+    again = cli(*args, timeout=600)
+    assert again.returncode == 0 and again.stdout.count("done, skipped") == 3

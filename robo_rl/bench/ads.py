@@ -45,14 +45,15 @@ def run_one(task: str, arm: str, seed: int, steps: int, horizon: int, demos: Pat
                  "train.eval_episodes=10", f"train.checkpoint_every={max(steps // 5, 1000)}", "train.video_steps=0",
                  "agent.learning_starts=2000", *ARMS[arm]]
     cfg = load_run_config(run_dir) if resume else compose(overrides + extra)
-    train_run(cfg, run_dir, resume=resume)
-    evaluations = json.loads((run_dir / "evaluations.json").read_text())
+    final = train_run(cfg, run_dir, resume=resume)
+    evaluations_file = run_dir / "evaluations.json"
+    evaluations = json.loads(evaluations_file.read_text()) if evaluations_file.exists() else []
     state = json.loads((run_dir / "ads_state.json").read_text())
     gammas = {h["step"]: h["gamma"] for h in state.get("history", [])}
     curve = [{"step": e["step"], "success_rate": e.get("success_rate", 0.0), "mean_return": e["mean_return"],
               "gamma": gammas.get(e["step"], state["gamma"])} for e in evaluations]
     return {"task": task, "arm": arm, "seed": seed, "steps": steps, "horizon": horizon, "curve": curve,
-            "final_success": curve[-1]["success_rate"] if curve else None, "final_k": state["k"], "reward_scale": state["scale"]}
+            "final_success": float(final.get("success_rate", 0.0)), "final_k": state["k"], "reward_scale": state["scale"]}
 
 
 def report() -> str:
@@ -74,7 +75,7 @@ def report() -> str:
                 continue
             agg = aggregate([r["final_success"] for r in mine])
             ci = f"[{agg['iqm_ci'][0]:.2f}, {agg['iqm_ci'][1]:.2f}]" if "iqm_ci" in agg else "-"
-            gamma = sum(r["curve"][-1]["gamma"] for r in mine) / len(mine)
+            gamma = sum(r["curve"][-1]["gamma"] if r["curve"] else float("nan") for r in mine) / len(mine)
             lines.append(f"| {task} | {arm} | {len(mine)} | {mine[0]['steps']} | {agg['mean']:.2f} | {agg['iqm']:.2f} | {ci} | {gamma:.4f} |")
             for r in mine:
                 steps = [p["step"] for p in r["curve"]]

@@ -129,15 +129,16 @@ def learn(task: str, reward: str, seed: int, steps: int, model: Path | None, ext
         # under SAC's entropy bonus. Any scale leaves the optimal policy unchanged.
         overrides.append("reward.scale=10")
     cfg = load_run_config(run_dir) if resume else compose(overrides + extra)
-    train_run(cfg, run_dir, resume=resume)
-    evaluations = json.loads((run_dir / "evaluations.json").read_text())
+    final = train_run(cfg, run_dir, resume=resume)
+    evaluations_file = run_dir / "evaluations.json"
+    evaluations = json.loads(evaluations_file.read_text()) if evaluations_file.exists() else []
     with open(run_dir / "episodes.csv") as f:
         ends = [int(row["step"]) for row in csv.DictReader(f)]
     curve = [{"step": e["step"], "success_rate": e.get("success_rate", 0.0), "rollouts": sum(1 for s in ends if s <= e["step"])}
              for e in evaluations]
     reached = next((p["rollouts"] for p in curve if p["success_rate"] >= 0.95), None)
     return {"task": task, "reward": reward, "seed": seed, "steps": steps, "curve": curve, "rollouts_to_95": reached,
-            "final_success": curve[-1]["success_rate"] if curve else None, "config": to_container(cfg.reward)}
+            "final_success": float(final.get("success_rate", 0.0)), "config": to_container(cfg.reward)}
 
 
 def report() -> str:
