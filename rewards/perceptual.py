@@ -13,6 +13,10 @@
    through the steps in order raises the reward. The paper's exact combination could not be confirmed;
    this one is ours (a weighted sum of the raw p_i, 2^i weights, ranked held-out demo frames by time far
    worse: Spearman about 0 against 0.6-0.7 on drawer-open-v3).
+
+Defaults (5 steps, 128 features per step, alpha 1) were chosen on held-out Meta-World demos of three
+tasks (drawer-open, button-press-topdown, door-open) among 2-8 steps, 8-128 features and alpha 1 or 5:
+Spearman with time 0.70-0.82 against 0.34-0.52 for 3 steps, 32 features, alpha 5.
 """
 from __future__ import annotations
 
@@ -103,8 +107,8 @@ class PerceptualReward:
         return {k: getattr(self, k) for k in ("mean", "scale", "selected", "step_mean", "step_std", "weights")}
 
 
-def fit_perceptual_reward(demo_features: Sequence[np.ndarray], n_steps: int = 3, features_per_step: int = 32,
-                          alpha: float = 5.0) -> tuple[PerceptualReward, list[list[int]]]:
+def fit_perceptual_reward(demo_features: Sequence[np.ndarray], n_steps: int = 5, features_per_step: int = 128,
+                          alpha: float = 1.0) -> tuple[PerceptualReward, list[list[int]]]:
     """Segment each demo's (T, D) features, select features per step, fit the step classifiers."""
     all_frames = np.concatenate(demo_features)
     mean = all_frames.mean(0)

@@ -45,7 +45,7 @@ def _relative(target: Path, base: Path) -> str:
 
 
 def fit_perceptual_file(demo_file: str | Path, features: str | Path, out: str | Path, camera: str | None = None,
-                        n_steps: int = 3, features_per_step: int = 32, limit: int | None = None, image_size: int = 84) -> Path:
+                        n_steps: int = 5, features_per_step: int = 128, limit: int | None = None, image_size: int = 84) -> Path:
     """Perceptual reward from the frames of one camera (observation-only: actions are never read).
 
     `demo_file` may also be a folder of videos (load_video_demos); its frames are then taken to be what

@@ -227,7 +227,7 @@ def cmd_demos(args: list[str]) -> int:
         files = str(opts["demos"]).split(",")
         if opts["kind"] == "perceptual":
             camera = str(opts.get("cameras", "corner")).split(",")[0]
-            path = fit_perceptual_file(files[0], opts["features"], opts["out"], camera, int(opts.get("n_steps", 3)))
+            path = fit_perceptual_file(files[0], opts["features"], opts["out"], camera, int(opts.get("n_steps", 5)))
         elif opts["kind"] == "process":
             cameras = str(opts.get("cameras", "corner,corner2")).split(",")
             path = fit_process_file(files, opts["features"], opts["out"], cameras, int(opts.get("steps", 1500)),

@@ -79,7 +79,7 @@ def quality(task: str, tasks: list[str], episodes: int, train_demos: int, featur
         return {"mean": float(np.mean(r)), "min": float(np.min(r)), "per_demo": r}
 
     out: dict[str, Any] = {"task": task, "train_demos": len(train), "test_demos": len(test), "process_steps": steps}
-    perceptual, _ = fit_perceptual_reward([f[:, 0] for f in train], n_steps=3)
+    perceptual, _ = fit_perceptual_reward([f[:, 0] for f in train])
     out["perceptual (corner)"] = rho([perceptual(f[:, 0]) for f in test])
     single = ProcessRewardModel(train[0].shape[-1], CAMERAS[:1], seed=0)
     single.fit([f[:, :1] for f in train], steps=steps)
