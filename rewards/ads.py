@@ -284,8 +284,6 @@ class ADSCallback(Callback):
 
     def _rollout(self, trainer: Any, episode: int) -> np.ndarray:
         """One deterministic episode on the evaluation env, as observation features."""
-        from robo_rl.agents.base import to_env_action
-
         env, agent = trainer.eval_env, trainer.agent
         observer = self.wrapper
         renderer = None
@@ -300,7 +298,7 @@ class ADSCallback(Callback):
         seen = [self._observe(obs, info, renderer)]
         done = False
         while not done:
-            obs, _, terminated, truncated, info = env.step(to_env_action(agent.act(obs, deterministic=True), env.action_space))
+            obs, _, terminated, truncated, info = env.step(agent.predict(obs, deterministic=True))
             seen.append(self._observe(obs, info, renderer))
             done = terminated or truncated
         if renderer is not None:
