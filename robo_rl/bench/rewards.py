@@ -141,6 +141,35 @@ def learn(task: str, reward: str, seed: int, steps: int, model: Path | None, ext
             "final_success": float(final.get("success_rate", 0.0)), "config": to_container(cfg.reward)}
 
 
+def quality_plot(folder: Path) -> None:
+    """Grouped bars: mean rank correlation of every signal on every task (whiskers down to the worst demo)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = [json.loads(p.read_text()) for p in sorted(folder.glob("quality__*.json"))]
+    if not results:
+        return
+    signals = [k for k, v in results[0].items() if isinstance(v, dict)]
+    fig, ax = plt.subplots(figsize=(11, 3.8))
+    width = 0.8 / len(signals)
+    for i, signal in enumerate(signals):
+        means = [r[signal]["mean"] if signal in r else np.nan for r in results]
+        lows = [r[signal]["mean"] - r[signal]["min"] if signal in r else 0 for r in results]
+        x = np.arange(len(results)) + (i - (len(signals) - 1) / 2) * width
+        ax.bar(x, means, width, yerr=[lows, [0] * len(results)], label=signal, capsize=2)
+    ax.set_xticks(np.arange(len(results)), [r["task"] for r in results])
+    ax.set_ylabel("Spearman rho with true progress")
+    ax.axhline(0.9, color="k", lw=0.8, ls="--")
+    ax.set_ylim(-0.2, 1.05)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title("learned rewards on held-out expert demos (bar: mean, whisker: worst demo)")
+    fig.tight_layout()
+    fig.savefig(folder / "quality.png", dpi=110)
+    plt.close(fig)
+
+
 def report() -> str:
     from robo_rl.evaluate import aggregate
     from robo_rl.report import plot_curves
@@ -153,6 +182,7 @@ def report() -> str:
         for key, value in q.items():
             if isinstance(value, dict):
                 lines.append(f"| {q['task']} | {key} | {value['mean']:.3f} | {value['min']:.3f} |")
+    quality_plot(folder)
     runs = [json.loads(p.read_text()) for p in sorted(folder.glob("learn__*.json"))]
     if runs:
         lines += ["", "Policy learning (SB3 SAC, state observations): final success rate over seeds, rollouts to 95% success.", "",
