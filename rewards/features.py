@@ -12,6 +12,7 @@ several depths, as the perceptual-rewards paper uses intermediate layers rather 
 """
 from __future__ import annotations
 
+import abc
 import json
 import os
 from pathlib import Path
@@ -32,14 +33,15 @@ class FeatureError(ConfigError):
     pass
 
 
-class FeatureNet(nn.Module):
+class FeatureNet(nn.Module, abc.ABC):
     """Base: uint8 images in, pooled multi-depth activations out (no gradients at use time)."""
 
     mean = IMAGENET_MEAN
     std = IMAGENET_STD
 
-    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Activations at the depths whose pooled values form the features."""
 
     def preprocess(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
         x = torch.as_tensor(images)
