@@ -184,9 +184,10 @@ class ADSImitation(gym.Wrapper):
         demo = load_demos(path, cameras=[camera] if camera else None, limit=1)[0]
         return int(next(iter(demo.frames.values())).shape[1])
 
-    def observe(self, obs: Any, info: dict) -> np.ndarray | None:
+    def observe(self, obs: Any, info: dict, renderer: Any = None) -> np.ndarray | None:
+        """What the OT cost compares: the state, or the frame features (from `renderer`, default this env's)."""
         if self.net is not None:
-            return self.net.features(np.stack(self.renderer.render()))[0]
+            return self.net.features(np.stack((renderer or self.renderer).render()))[0]
         if obs is None:
             return None
         return np.asarray(info.get("state", obs), np.float64).ravel()
@@ -295,17 +296,12 @@ class ADSCallback(Callback):
         begin = getattr(agent, "begin_episode", None)
         if begin is not None:
             begin()
-        seen = [self._observe(obs, info, renderer)]
+        seen = [observer.observe(obs, info, renderer)]
         done = False
         while not done:
             obs, _, terminated, truncated, info = env.step(agent.predict(obs, deterministic=True))
-            seen.append(self._observe(obs, info, renderer))
+            seen.append(observer.observe(obs, info, renderer))
             done = terminated or truncated
         if renderer is not None:
             renderer.close()
         return np.asarray(seen)
-
-    def _observe(self, obs: Any, info: dict, renderer: Any) -> np.ndarray:
-        if renderer is None:
-            return np.asarray(info.get("state", obs), np.float64).ravel()
-        return self.wrapper.net.features(np.stack(renderer.render()))[0]

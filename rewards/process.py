@@ -105,9 +105,8 @@ class ProcessRewardModel:
     def samples_of(self, demo: np.ndarray, n_stages: int, per_stage: int) -> np.ndarray:
         """Stage keyframes without labels (segmentation of the fused features), then even samples."""
         flat = (demo.mean(1) - self.mean) / self.scale
-        starts = segment(flat[:: max(1, len(flat) // 150)], n_stages)
-        stride = max(1, len(flat) // 150)
-        starts = [s * stride for s in starts]
+        stride = max(1, len(flat) // 150)  # the exact segmentation is O(T^2): at most ~150 frames
+        starts = [s * stride for s in segment(flat[::stride], n_stages)]
         return stage_samples(len(demo), starts, per_stage)
 
     def _pairs(self, demos: Sequence[np.ndarray], samples: Sequence[np.ndarray], batch: int, view_dropout: float):
