@@ -221,6 +221,21 @@ class SymphonyAdam:
 # ---------------------------------------------------------------------------------------------
 # The agent
 # ---------------------------------------------------------------------------------------------
+def resolve_device(name: str) -> torch.device:
+    """agent.device: 'cpu', 'cuda', 'cuda:N' or 'auto' (a GPU when there is one)."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"agent.device: unknown device '{name}' (cpu, cuda, cuda:N or auto)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"agent.device={name}, but torch sees no CUDA device here")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"agent.device: '{name}' is not supported (cpu, cuda, cuda:N or auto)")
+    return device
+
+
 class Symphony(Agent):
     random_warmup = False  # exploration uses the untrained actor plus noise, never uniform actions
 
@@ -245,10 +260,13 @@ class Symphony(Agent):
         if self.hidden % 4 or self.hidden < 8:
             raise ValueError(f"agent.hidden must be a multiple of 4 (>= 8), got {self.hidden}")
 
+        self.device = resolve_device(str(c.get("device", "cpu")))
+
         torch.manual_seed(self.seed)
         obs_dim = int(np.prod(observation_space.shape))
         dropout = float(c.get("gradient_dropout", 0.7))
-        self.nets = ActorCritic(obs_dim, self.action_dim, self.hidden, self.critic_heads, dropout)
+        # Built on the CPU, then moved: the same seed gives the same initial weights on any device.
+        self.nets = ActorCritic(obs_dim, self.action_dim, self.hidden, self.critic_heads, dropout).to(self.device)
         # Critic parameters first, so that they form one contiguous slice of the flat buffer.
         critic_params = list(self.nets.critic_net.parameters())
         params = critic_params + list(self.nets.actor_net.parameters())
@@ -264,7 +282,7 @@ class Symphony(Agent):
         # torch.compile fuses the many small element-wise ops (ReSine, LayerNorm, gradient dropout)
         # of forward and backward; it pays off only for runs long enough to amortise compiling.
         self._loss_fn = torch.compile(self._one_pass_loss) if c.get("compile", False) else self._one_pass_loss
-        self.q_ema = torch.zeros(())  # scalar: the batch mean of the last per-sample EMA
+        self.q_ema = torch.zeros((), device=self.device)  # scalar: the batch mean of the last per-sample EMA
         self.reward_scale = 1.0  # 1 / mean|r| over the exploration data, fixed once training starts
         self.filled = False  # exploration data tiled into the buffer yet?
         self.active = True  # A-term on (off in the last `quiet_steps` of an episode)
@@ -277,9 +295,9 @@ class Symphony(Agent):
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        obs_t = torch.as_tensor(obs, dtype=torch.float32).view(1, -1)
+        obs_t = torch.as_tensor(obs, dtype=torch.float32).view(1, -1).to(self.device)
         action, _, _ = self.nets.actor(obs_t, active=self.active or deterministic, noise=not deterministic)
-        return action[0].numpy()
+        return action[0].cpu().numpy()
 
     # --- learning -----------------------------------------------------------------------------
     def make_replay(self, total_steps: int, seed: int) -> ReplayBuffer:
@@ -340,7 +358,10 @@ class Symphony(Agent):
             self._fill(replay)
         metrics: dict[str, torch.Tensor] = {}
         for _ in range(self.updates_per_step):
-            metrics = self.update(replay.gather(self.sampler.indices(replay, self.batch_size)))
+            batch = replay.gather(self.sampler.indices(replay, self.batch_size))
+            if self.device.type != "cpu":
+                batch = {name: value.to(self.device, non_blocking=True) for name, value in batch.items()}
+            metrics = self.update(batch)
         return {k: float(v.detach()) for k, v in metrics.items()}
 
     # --- checkpoints --------------------------------------------------------------------------
@@ -359,7 +380,7 @@ class Symphony(Agent):
         self.nets.load_state_dict(state["nets"])
         self.target_critic.load_state_dict(state["target_critic"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.q_ema = torch.as_tensor(state["q_ema"]).clone()
+        self.q_ema = torch.as_tensor(state["q_ema"]).clone().to(self.device)
         self.reward_scale = float(state["reward_scale"])
         self.filled = bool(state["filled"])
         self.updates = int(state["updates"])

@@ -187,7 +187,10 @@ def register_envs() -> None:
     entry = "robo_rl.envs.factory:_registered_entry"
     names = [("mujoco", i, f"robo_rl/{i}") for i in MUJOCO_IDS]
     names += [("metaworld", t, f"robo_rl/metaworld-{t}") for t in metaworld_tasks()]
-    names += [("dmc", t, f"robo_rl/dmc-{t}-v0") for t in dmc_tasks()]
+    try:
+        names += [("dmc", t, f"robo_rl/dmc-{t}-v0") for t in dmc_tasks()]
+    except ImportError:  # an install without dm_control still registers the other families
+        pass
     for family, env_id, gym_id in names:
         if gym_id not in gym.registry:
             gym.register(gym_id, entry_point=entry, kwargs={"family": family, "id": env_id}, disable_env_checker=True)

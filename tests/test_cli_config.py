@@ -16,6 +16,7 @@ BAD_INPUTS = [
     (["env=metaworld", "env.id=fly-v3"], "env.id 'fly-v3' is not a metaworld task"),
     (["-m", "seed=0,1", "agent=sb3_sac,nope"], "unknown agent 'nope'"),
     (["env.pixels.enabled=true", "train=smoke"], "Symphony takes flat state observations, got shape (9, 84, 84)"),
+    (["agent.device=tpu9", "train=smoke"], "agent.device: unknown device 'tpu9'"),
 ]
 
 

@@ -177,6 +177,15 @@ def test_save_load_round_trip_gives_identical_actions(tmp_path):
     torch.testing.assert_close(agent.optimizer.m, loaded.optimizer.m)
 
 
+def test_device_auto_picks_the_gpu_only_when_there_is_one():
+    from robo_rl.agents.symphony import resolve_device
+
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="agent.device"):
+        resolve_device("quantum")
+
+
 def test_time_limit_switches_the_action_term_off_after_exploration():
     _, agent, replay = _agent_with_data()
     agent.set_episode_clock(960, 1000)
