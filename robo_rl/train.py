@@ -11,6 +11,7 @@ reaches the same parameters as a run that was never interrupted.
 from __future__ import annotations
 
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -178,6 +179,11 @@ class Trainer:
         logger = RunLogger(self.run_dir, resume_step=self.resumed_from) if self.run_dir is not None else None
         self.logger = logger  # callbacks may log scalars through it (None without a run folder)
         bar = ProgressBar(self.total_steps, start=self.step, enabled=self.progress_enabled)
+        if self.resumed_from is None and self.agent.learning_starts >= self.total_steps:
+            # Legal (e.g. collecting data), but usually a budget shorter than the agent's warm-up by mistake.
+            print(f"robo-rl: warning: the agent starts learning at step {self.agent.learning_starts} "
+                  f"(its warm-up/exploration), at or after the last step {self.total_steps}: it will never update",
+                  file=sys.stderr, flush=True)
         for cb in self.callbacks:
             cb.on_training_start(self)
         obs, _ = self.env.reset(seed=self.seed) if self.resumed_from is None else self.env.reset()
