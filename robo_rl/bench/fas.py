@@ -25,7 +25,8 @@ TASKS = {"InvertedPendulum-v5": "inverted_pendulum", "Hopper-v5": "hopper", "Rea
 DEFAULT_INTERVALS = "1,2,3,4,6,8,12,16"
 # Symphony's exploration phase (the paper's 20480 steps of the untrained actor) outlasts this benchmark's
 # budget, so it would never update: here it explores for SRL's 5k warm-up steps instead.
-AGENT_OVERRIDES = {"symphony": ["agent.explore_steps=5000"], "symphony_cpu": ["agent.explore_steps=5000"]}
+SHORT_EXPLORATION = ["agent.explore_steps=5000"]
+AGENT_OVERRIDES = {"symphony": SHORT_EXPLORATION, "symphony_cpu": SHORT_EXPLORATION}
 
 
 def run_one(task: str, agent: str, seed: int, steps: int, intervals: list[int], episodes: int, extra: list[str]) -> dict[str, Any]:
@@ -35,10 +36,10 @@ def run_one(task: str, agent: str, seed: int, steps: int, intervals: list[int], 
 
     run_dir = Path("runs") / "bench" / "fas" / f"{task}__{agent}__s{seed}__{steps}"
     resume = (run_dir / "checkpoint.safetensors").exists()
+    overrides = [*AGENT_OVERRIDES.get(agent, []), *extra]
     cfg = load_run_config(run_dir) if resume else compose(
         [f"agent={agent}", f"env={TASKS[task]}", f"seed={seed}", f"train.steps={steps}", f"train.eval_every={max(steps // 10, 1000)}",
-         "train.eval_episodes=5", f"train.checkpoint_every={max(steps // 5, 1000)}", "train.video_steps=0",
-         *AGENT_OVERRIDES.get(agent, []), *extra])
+         "train.eval_episodes=5", f"train.checkpoint_every={max(steps // 5, 1000)}", "train.video_steps=0", *overrides])
     train_run(cfg, run_dir, resume=resume)
     eval_seed = 30_000
     trained, _, env = load_agent_and_env(run_dir, eval_seed)
@@ -48,7 +49,7 @@ def run_one(task: str, agent: str, seed: int, steps: int, intervals: list[int], 
     env.close()
     return {"task": task, "agent": agent, "seed": seed, "steps": steps, "intervals": intervals, "episodes": episodes,
             "mode": "sequence" if hasattr(trained, "act_sequence") else "repeat",
-            "per_interval": per_interval, "random_return": random_return, "extra_overrides": [*AGENT_OVERRIDES.get(agent, []), *extra],
+            "per_interval": per_interval, "random_return": random_return, "extra_overrides": overrides,
             "config": to_container(cfg.agent)}
 
 
