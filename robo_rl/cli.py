@@ -86,12 +86,16 @@ def _hydra_train(args: list[str]) -> None:
         from robo_rl.checkpoint import CheckpointError
         from robo_rl.config import ConfigError
         from robo_rl.runs import train_run
+        from robo_rl.train import TrainingInterrupted
 
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         try:
             result = train_run(cfg, run_dir)
         except (ConfigError, CheckpointError) as exc:  # one line, not Hydra's traceback
             sys.exit(_fail(str(exc)))
+        except TrainingInterrupted as exc:
+            print(f"robo-rl: {exc} (continue with: robo-rl train resume={run_dir})", file=sys.stderr)
+            sys.exit(130)
         print(f"robo-rl: eval return {result['mean_return']:.1f} +- {result['std_return']:.1f} "
               f"(random policy {result['random_policy']['mean_return']:.1f})")
         print(f"robo-rl: run folder {run_dir}  (config.yaml, checkpoint.safetensors, tb/, eval.json, "
@@ -255,6 +259,7 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "deploy": cmd_deploy, "fas": c
 def main(argv: list[str] | None = None) -> int:
     from robo_rl.checkpoint import CheckpointError
     from robo_rl.config import ConfigError
+    from robo_rl.train import TrainingInterrupted
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -267,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
         return command(argv[1:])
     except (ConfigError, UsageError, CheckpointError) as exc:
         return _fail(str(exc))
+    except TrainingInterrupted as exc:
+        print(f"robo-rl: {exc} (continue with robo-rl train resume=<run dir>; a benchmark continues when rerun)", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("robo-rl: interrupted; the last checkpoint is kept (resume with: robo-rl train resume=<run dir>)", file=sys.stderr)
         return 130

@@ -2,6 +2,10 @@
 
     env.step -> replay.add -> agent.train_step(replay) -> eval / checkpoint / log
 
+Stopping: SIGINT or SIGTERM (Ctrl-C, `kill`, a cluster's pre-emption notice) lets the current
+episode finish, writes a checkpoint there and raises `TrainingInterrupted`; a second signal stops
+at once and keeps the last checkpoint.
+
 Resumability: a checkpoint is written at the first episode end after each `checkpoint_every`
 steps (just before the next reset). It holds the agent, the replay store, the loop counters and
 every RNG that the loop touches (torch, the warm-up sampler, the env's), so a run killed at any
@@ -11,7 +15,9 @@ reaches the same parameters as a run that was never interrupted.
 from __future__ import annotations
 
 import random
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -25,6 +31,10 @@ from robo_rl.callbacks import Callback
 from robo_rl.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from robo_rl.evaluate import evaluate
 from robo_rl.logger import ProgressBar, RunLogger, write_json
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """A stop signal arrived; the loop saved its checkpoint at the end of the episode it was in."""
 
 
 def seed_everything(seed: int) -> None:
@@ -105,6 +115,7 @@ class Trainer:
         self.evaluations: list[dict[str, Any]] = []
         self.resumed_from: int | None = None
         self.stop_requested = False
+        self.stop_signal: int | None = None
         self.logger: RunLogger | None = None
 
     # --- checkpoints --------------------------------------------------------------------------
@@ -175,6 +186,27 @@ class Trainer:
                 logger.flush()
             self.save()
 
+    # --- stop signals -------------------------------------------------------------------------
+    def _on_stop_signal(self, signum: int, frame: Any) -> None:
+        if self.stop_signal is not None:
+            raise KeyboardInterrupt  # asked twice: stop now, the last checkpoint stays
+        self.stop_signal = signum
+        print(f"robo-rl: {signal.Signals(signum).name}: stopping at the end of this episode "
+              "(send it again to stop at once)", file=sys.stderr, flush=True)
+
+    def _catch_stop_signals(self) -> dict[int, Any]:
+        """Handlers can only be set from the main thread; elsewhere signals keep their old meaning."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {sig: signal.signal(sig, self._on_stop_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _stop_at_episode_end(self) -> None:
+        where = "no run folder, nothing saved"
+        if self.run_dir is not None:
+            self.save()
+            where = f"checkpoint saved in {self.run_dir}"
+        raise TrainingInterrupted(f"stopped at step {self.step} of {self.total_steps}; {where}")
+
     def run(self) -> list[dict[str, Any]]:
         logger = RunLogger(self.run_dir, resume_step=self.resumed_from) if self.run_dir is not None else None
         self.logger = logger  # callbacks may log scalars through it (None without a run folder)
@@ -191,6 +223,7 @@ class Trainer:
             self._begin_episode()
         ep_return, ep_len, ep_success = 0.0, 0, None
         t_log, s_log = time.perf_counter(), self.step
+        previous_handlers = self._catch_stop_signals()
         try:
             while self.step < self.total_steps and not self.stop_requested:
                 if self.step < self.agent.learning_starts and self.agent.random_warmup:
@@ -220,6 +253,8 @@ class Trainer:
                         self.stop_requested = True
                 if terminated or truncated:
                     self._end_episode(logger, ep_return, ep_len, ep_success)
+                    if self.stop_signal is not None:
+                        self._stop_at_episode_end()
                     obs, _ = self.env.reset()
                     if self._begin_episode is not None:
                         self._begin_episode()
@@ -230,6 +265,8 @@ class Trainer:
             if self.run_dir is not None:
                 self.save()
         finally:
+            for sig, handler in previous_handlers.items():
+                signal.signal(sig, handler)
             bar.close()
             for cb in self.callbacks:
                 cb.on_training_end(self)

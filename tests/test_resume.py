@@ -81,3 +81,37 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, agent):
     # the episode log has one row per episode, no duplicates from the killed stretch
     rows = (killed / "episodes.csv").read_text().splitlines()[1:]
     assert [r.split(",")[1] for r in rows] == [str(i) for i in range(1, 11)]
+
+
+def test_sigterm_saves_at_the_episode_end_and_the_run_continues(tmp_path):
+    """A polite stop (SIGTERM, as a scheduler sends) finishes the episode, saves there and exits 130."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = tmp_path / "run"
+    args = COMMON + AGENTS["sb3_sac"]
+    log = open(tmp_path / "stderr.txt", "w")  # a file, not a pipe: a full pipe would stall the run
+    proc = subprocess.Popen(cli(*args, f"hydra.run.dir={run}", cwd=tmp_path), cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=log)
+    checkpoint = run / "checkpoint.safetensors"
+    deadline, seen = time.time() + 300, 0
+    while time.time() < deadline and seen < 200:
+        try:
+            seen = read_info(checkpoint)["step"]
+        except Exception:
+            time.sleep(0.02)
+    assert seen >= 200, "no checkpoint appeared"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    log.close()
+    stderr = (tmp_path / "stderr.txt").read_text()
+    assert proc.returncode == 130, stderr[-2000:]
+    stopped_at = read_info(checkpoint)["step"]
+    assert seen < stopped_at < 1000, "the stop must land after the checkpoint seen and before the run's end"
+    assert stopped_at % 100 == 0, "the checkpoint must be written at an episode end (episodes are 100 steps)"
+    assert f"stopped at step {stopped_at} of 1000" in stderr
+    assert "Traceback" not in stderr
+
+    resumed = subprocess.run(cli("train", f"resume={run}", cwd=tmp_path), cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resumed {run} at step {stopped_at}" in resumed.stdout
+    assert read_info(checkpoint)["step"] == 1000
