@@ -123,7 +123,7 @@ def learn(task: str, reward: str, seed: int, steps: int, model: Path | None, ext
                  f"seed={seed}", f"train.steps={steps}", f"train.eval_every={max(steps // 10, 1000)}", "train.eval_episodes=10",
                  f"train.checkpoint_every={max(steps // 5, 1000)}", "train.video_steps=0", "agent.learning_starts=2000"]
     if model is not None:
-        overrides.append(f"reward.model={model.resolve()}")
+        overrides.append(f"reward.model={model.as_posix()}")  # relative: the run folder resumes in any checkout
     if reward == "process":
         # Potential differences sum to at most Phi's range (1) per episode: scaled by 10 they are not lost
         # under SAC's entropy bonus. Any scale leaves the optimal policy unchanged.
