@@ -202,6 +202,14 @@ def test_segmentation_finds_the_steps_of_a_piecewise_sequence():
     assert segment(levels + 0.1 * rng.standard_normal(levels.shape), 3) == [0, 12, 32]
 
 
+def test_segmentation_is_not_fooled_by_one_frame_steps():
+    """Noisy stages in many dimensions: splitting off single frames (std 0) must not beat the true stages."""
+    rng = np.random.default_rng(0)
+    levels = np.repeat(2.0 * rng.standard_normal((3, 16)), [30, 40, 30], axis=0)
+    starts = segment(levels + rng.standard_normal(levels.shape), 3)
+    assert starts[0] == 0 and abs(starts[1] - 30) <= 2 and abs(starts[2] - 70) <= 2, starts
+
+
 def test_perceptual_reward_rises_along_a_held_out_demo(demo_file, feature_net):
     demos = load_demos(demo_file)
     feats = [f[:, 0] for f in demo_features(demos, feature_net, ["corner"])]
@@ -329,6 +337,8 @@ def test_bench_rewards_quick_writes_results_and_skips_done(cli, tmp_path):
     for reward in ("sparse", "process"):
         run = json.loads((folder / f"learn__reach-v3__{reward}__s0.json").read_text())
         assert run["steps"] == 300 and 0 <= run["final_success"] <= 1
+        assert np.isfinite(run["final_return"]) and all(np.isfinite(p["return"]) for p in run["curve"])
+    assert (folder / "learn_return__reach-v3.png").stat().st_size > 0
     assert (folder / "summary.md").read_text().count("reach-v3") >= 3
     again = cli(*args, timeout=600)
     assert again.returncode == 0 and again.stdout.count("done, skipped") == 3

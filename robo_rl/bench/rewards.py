@@ -134,11 +134,11 @@ def learn(task: str, reward: str, seed: int, steps: int, model: Path | None, ext
     evaluations = json.loads(evaluations_file.read_text()) if evaluations_file.exists() else []
     with open(run_dir / "episodes.csv") as f:
         ends = [int(row["step"]) for row in csv.DictReader(f)]
-    curve = [{"step": e["step"], "success_rate": e.get("success_rate", 0.0), "rollouts": sum(1 for s in ends if s <= e["step"])}
-             for e in evaluations]
+    curve = [{"step": e["step"], "success_rate": e.get("success_rate", 0.0), "return": e["mean_return"],
+              "rollouts": sum(1 for s in ends if s <= e["step"])} for e in evaluations]
     reached = next((p["rollouts"] for p in curve if p["success_rate"] >= 0.95), None)
     return {"task": task, "reward": reward, "seed": seed, "steps": steps, "curve": curve, "rollouts_to_95": reached,
-            "final_success": float(final.get("success_rate", 0.0)), "config": to_container(cfg.reward)}
+            "final_success": float(final.get("success_rate", 0.0)), "final_return": float(final["mean_return"]), "config": to_container(cfg.reward)}
 
 
 def quality_plot(folder: Path) -> None:
@@ -185,20 +185,29 @@ def report() -> str:
     quality_plot(folder)
     runs = [json.loads(p.read_text()) for p in sorted(folder.glob("learn__*.json"))]
     if runs:
-        lines += ["", "Policy learning (SB3 SAC, state observations): final success rate over seeds, rollouts to 95% success.", "",
-                  "| task | reward | seeds | env steps | final success (mean) | IQM | rollouts to 95% |", "|---|---|---:|---:|---:|---:|---|"]
+        lines += ["", "Policy learning (SB3 SAC, state observations): final success rate over seeds, rollouts to 95% success, "
+                  "and the task's own dense return (evaluation; not what the agents were trained on).", "",
+                  "| task | reward | seeds | env steps | final success (mean) | IQM | rollouts to 95% | final task return (mean) |",
+                  "|---|---|---:|---:|---:|---:|---|---:|"]
         for task in sorted({r["task"] for r in runs}):
-            curves = {}
+            curves, returns = {}, {}
             for reward in REWARDS:
                 mine = [r for r in runs if r["task"] == task and r["reward"] == reward]
                 if not mine:
                     continue
                 agg = aggregate([r["final_success"] for r in mine])
                 reach = ", ".join(str(r["rollouts_to_95"]) if r["rollouts_to_95"] is not None else "-" for r in mine)
-                lines.append(f"| {task} | {reward} | {len(mine)} | {mine[0]['steps']} | {agg['mean']:.2f} | {agg['iqm']:.2f} | {reach} |")
+                task_return = np.mean([r["final_return"] for r in mine]) if all("final_return" in r for r in mine) else np.nan
+                lines.append(f"| {task} | {reward} | {len(mine)} | {mine[0]['steps']} | {agg['mean']:.2f} | {agg['iqm']:.2f} | {reach} "
+                             f"| {task_return:.0f} |")
                 curves[reward] = [[(p["step"], p["success_rate"]) for p in r["curve"]] for r in mine]
+                if all("return" in p for r in mine for p in r["curve"]):
+                    returns[reward] = [[(p["step"], p["return"]) for p in r["curve"]] for r in mine]
             plot_curves(curves, folder / f"learn__{task}.png", title=f"{task}: success rate, mean over seeds (band min-max)",
                         ylabel="eval success rate")
+            if returns:
+                plot_curves(returns, folder / f"learn_return__{task}.png", ylabel="eval task return (dense)",
+                            title=f"{task}: the task's own dense return, mean over seeds (band min-max)")
     return write_summary("rewards", folder, lines)
 
 
