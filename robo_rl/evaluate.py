@@ -9,17 +9,21 @@ import numpy as np
 from robo_rl.agents.base import to_env_action
 
 
+HELD_SUCCESS_STEPS = 3  # Liu et al. (ADS) count a Meta-World episode as solved when success holds on > 3 steps
+
+
 def evaluate(agent: Any, env: gym.Env, episodes: int = 10, seed: int = 0, deterministic: bool = True) -> dict[str, Any]:
     """Run `episodes` episodes with reset seeds seed, seed+1, ...; return mean/std return and success.
 
-    Success (Meta-World) counts if `info["success"]` fires at any step of the episode.
+    Success (Meta-World) counts if `info["success"]` fires at any step of the episode; held success,
+    the ADS paper's criterion, if it fires on more than HELD_SUCCESS_STEPS steps.
     """
-    returns, lengths, successes = [], [], []
+    returns, lengths, successes, held = [], [], [], []
     for episode in range(episodes):
         obs, info = env.reset(seed=seed + episode)
         if hasattr(agent, "begin_episode"):   # agents that plan ahead (action sequences) start afresh
             agent.begin_episode()
-        done, ep_return, ep_len, success, has_success = False, 0.0, 0, False, False
+        done, ep_return, ep_len, success_steps, has_success = False, 0.0, 0, 0, False
         while not done:
             action = to_env_action(agent.act(obs, deterministic=deterministic), env.action_space)
             obs, reward, terminated, truncated, info = env.step(action)
@@ -27,12 +31,13 @@ def evaluate(agent: Any, env: gym.Env, episodes: int = 10, seed: int = 0, determ
             ep_len += 1
             if "success" in info:
                 has_success = True
-                success = success or bool(info["success"])
+                success_steps += int(bool(info["success"]))
             done = terminated or truncated
         returns.append(ep_return)
         lengths.append(ep_len)
         if has_success:
-            successes.append(float(success))
+            successes.append(float(success_steps > 0))
+            held.append(float(success_steps > HELD_SUCCESS_STEPS))
     result: dict[str, Any] = {
         "episodes": episodes,
         "mean_return": float(np.mean(returns)),
@@ -42,6 +47,7 @@ def evaluate(agent: Any, env: gym.Env, episodes: int = 10, seed: int = 0, determ
     }
     if successes:
         result["success_rate"] = float(np.mean(successes))
+        result["held_success_rate"] = float(np.mean(held))
     return result
 
 

@@ -147,5 +147,7 @@ def test_bench_ads_quick_writes_results_and_a_gamma_curve(cli, tmp_path):
     for arm in ("ads", "fixed"):
         run = json.loads((folder / f"reach-v3__{arm}__s0.json").read_text())
         assert len(run["curve"]) == 2 and all(0 < p["gamma"] < 1 for p in run["curve"])
+        assert run["success"] == "held on more than 3 steps" and run["final_success"] <= run["final_any_step_success"]
+        assert all(p["success_rate"] <= p["any_step_success_rate"] for p in run["curve"])
     assert json.loads((folder / "reach-v3__fixed__s0.json").read_text())["curve"][-1]["gamma"] == pytest.approx(0.99)
     assert (folder / "reach-v3.png").exists() and "| reach-v3 | ads |" in (folder / "summary.md").read_text()

@@ -41,3 +41,24 @@ def test_readme_section_is_replaced_between_markers(tmp_path):
     assert update_readme("t", "| new |", readme)
     assert readme.read_text() == "intro\n<!-- t:start -->\n| new |\n<!-- t:end -->\noutro\n"
     assert not update_readme("missing", "x", readme)
+
+
+def test_held_success_needs_more_than_three_success_steps():
+    """The ADS paper's Meta-World criterion: success must hold on > 3 steps; any-step success is kept beside it."""
+    import gymnasium as gym
+
+    class SuccessOnSomeSteps(gym.Env):
+        observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+        def reset(self, seed=None, options=None):
+            self.t, self.success_steps = 0, 3 + seed % 2  # even reset seeds: 3 success steps, odd: 4
+            return np.zeros(1, np.float32), {}
+
+        def step(self, action):
+            self.t += 1
+            return np.zeros(1, np.float32), 0.0, False, self.t == 10, {"success": 10 - self.t < self.success_steps}
+
+    env = SuccessOnSomeSteps()
+    result = evaluate(RandomAgent(env.observation_space, env.action_space, {}, 0), env, episodes=4, seed=0)
+    assert result["success_rate"] == 1.0 and result["held_success_rate"] == 0.5

@@ -36,12 +36,13 @@ def demo_file(task: str, episodes: int) -> Path:
 
 def run_one(task: str, arm: str, seed: int, steps: int, horizon: int, demos: Path, extra: list[str]) -> dict[str, Any]:
     from robo_rl.config import compose
+    from robo_rl.evaluate import HELD_SUCCESS_STEPS
     from robo_rl.runs import load_run_config, train_run
 
     run_dir = WORK / "runs" / f"{task}__{arm}__s{seed}__{steps}"
     resume = (run_dir / "checkpoint.safetensors").exists()
     overrides = ["agent=sb3_sac", "env=metaworld", f"env.id={task}", f"env.max_episode_steps={horizon}", "reward=ads",
-                 f"reward.demos={demos.resolve()}", f"seed={seed}", f"train.steps={steps}", f"train.eval_every={max(steps // 20, 1000)}",
+                 f"reward.demos={demos.as_posix()}", f"seed={seed}", f"train.steps={steps}", f"train.eval_every={max(steps // 20, 1000)}",
                  "train.eval_episodes=10", f"train.checkpoint_every={max(steps // 5, 1000)}", "train.video_steps=0",
                  "agent.learning_starts=2000", *ARMS[arm]]
     cfg = load_run_config(run_dir) if resume else compose(overrides + extra)
@@ -50,10 +51,12 @@ def run_one(task: str, arm: str, seed: int, steps: int, horizon: int, demos: Pat
     evaluations = json.loads(evaluations_file.read_text()) if evaluations_file.exists() else []
     state = json.loads((run_dir / "ads_state.json").read_text())
     gammas = {h["step"]: h["gamma"] for h in state.get("history", [])}
-    curve = [{"step": e["step"], "success_rate": e.get("success_rate", 0.0), "mean_return": e["mean_return"],
-              "gamma": gammas.get(e["step"], state["gamma"])} for e in evaluations]
+    # Success as the paper counts it: held on more than 3 steps of an episode (any-step success kept beside it).
+    curve = [{"step": e["step"], "success_rate": e.get("held_success_rate", 0.0), "any_step_success_rate": e.get("success_rate", 0.0),
+              "mean_return": e["mean_return"], "gamma": gammas.get(e["step"], state["gamma"])} for e in evaluations]
     return {"task": task, "arm": arm, "seed": seed, "steps": steps, "horizon": horizon, "curve": curve,
-            "final_success": float(final.get("success_rate", 0.0)), "final_k": state["k"], "reward_scale": state["scale"]}
+            "final_success": float(final.get("held_success_rate", 0.0)), "final_any_step_success": float(final.get("success_rate", 0.0)),
+            "success": f"held on more than {HELD_SUCCESS_STEPS} steps", "final_k": state["k"], "reward_scale": state["scale"]}
 
 
 def report() -> str:
@@ -66,23 +69,23 @@ def report() -> str:
 
     folder = results_dir() / "ads"
     runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*__s*.json"))]
-    lines = ["| task | arm | seeds | env steps | final success (mean) | IQM | 95% CI (IQM) | final gamma |", "|---|---|---:|---:|---:|---:|---|---:|"]
+    lines = ["Success: an episode counts when success holds on more than 3 steps (the paper's criterion); "
+             "results written before that criterion was used (no `success` field) count success at any step.", "",
+             "| task | arm | seeds | env steps | final success (mean) | IQM | 95% CI (IQM) | final gamma |", "|---|---|---:|---:|---:|---:|---|---:|"]
     for task in sorted({r["task"] for r in runs}):
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-        for arm in ARMS:
-            mine = [r for r in runs if r["task"] == task and r["arm"] == arm]
-            if not mine:
-                continue
+        for arm, steps in sorted({(r["arm"], r["steps"]) for r in runs if r["task"] == task}, key=lambda a: (a[1], a[0])):
+            mine = [r for r in runs if r["task"] == task and r["arm"] == arm and r["steps"] == steps]
             agg = aggregate([r["final_success"] for r in mine])
             ci = f"[{agg['iqm_ci'][0]:.2f}, {agg['iqm_ci'][1]:.2f}]" if "iqm_ci" in agg else "-"
             gamma = sum(r["curve"][-1]["gamma"] if r["curve"] else float("nan") for r in mine) / len(mine)
             lines.append(f"| {task} | {arm} | {len(mine)} | {mine[0]['steps']} | {agg['mean']:.2f} | {agg['iqm']:.2f} | {ci} | {gamma:.4f} |")
+            style = {"color": "C0" if arm == "ads" else "C1", "alpha": 0.7, "ls": "-" if steps == max(r["steps"] for r in runs) else ":"}
             for r in mine:
-                steps = [p["step"] for p in r["curve"]]
-                ax1.plot(steps, [p["success_rate"] for p in r["curve"]], color="C0" if arm == "ads" else "C1", alpha=0.7,
-                         label=arm if r is mine[0] else None)
-                ax2.plot(steps, [p["gamma"] for p in r["curve"]], color="C0" if arm == "ads" else "C1", alpha=0.7,
-                         label=arm if r is mine[0] else None)
+                xs = [p["step"] for p in r["curve"]]
+                label = f"{arm} ({steps // 1000}k)" if r is mine[0] else None
+                ax1.plot(xs, [p["success_rate"] for p in r["curve"]], label=label, **style)
+                ax2.plot(xs, [p["gamma"] for p in r["curve"]], label=label, **style)
         ax1.set_title(f"{task}: eval success rate")
         ax2.set_title("discount over training")
         for ax in (ax1, ax2):
