@@ -12,6 +12,7 @@ def plot_curves(
     path: str | Path,
     title: str = "",
     ylabel: str = "eval return",
+    ylim: tuple[float, float] | None = None,
 ) -> Path:
     """curves: label -> list of runs, each a list of (step, value). Plots mean and min-max band."""
     import matplotlib
@@ -34,6 +35,8 @@ def plot_curves(
     ax.set_xlabel("env steps")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -87,6 +87,7 @@ def report() -> str:
                 ax1.plot(xs, [p["success_rate"] for p in r["curve"]], label=label, **style)
                 ax2.plot(xs, [p["gamma"] for p in r["curve"]], label=label, **style)
         ax1.set_title(f"{task}: eval success rate")
+        ax1.set_ylim(-0.03, 1.03)
         ax2.set_title("discount over training")
         for ax in (ax1, ax2):
             ax.set_xlabel("env steps")

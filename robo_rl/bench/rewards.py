@@ -203,11 +203,11 @@ def report() -> str:
                 curves[reward] = [[(p["step"], p["success_rate"]) for p in r["curve"]] for r in mine]
                 if all("return" in p for r in mine for p in r["curve"]):
                     returns[reward] = [[(p["step"], p["return"]) for p in r["curve"]] for r in mine]
-            plot_curves(curves, folder / f"learn__{task}.png", title=f"{task}: success rate, mean over seeds (band min-max)",
-                        ylabel="eval success rate")
+            plot_curves(curves, folder / f"learn__{task}.png", title=f"{task}: success rate, mean (band min-max)",
+                        ylabel="eval success rate", ylim=(-0.03, 1.03))
             if returns:
                 plot_curves(returns, folder / f"learn_return__{task}.png", ylabel="eval task return (dense)",
-                            title=f"{task}: the task's own dense return, mean over seeds (band min-max)")
+                            title=f"{task}: task's own return, mean (band min-max)")
     return write_summary("rewards", folder, lines)
 
 
