@@ -65,22 +65,23 @@ def report() -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from robo_rl.evaluate import aggregate
+    from robo_rl.evaluate import HELD_SUCCESS_STEPS, aggregate
 
     folder = results_dir() / "ads"
     runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*__s*.json"))]
-    lines = ["Success: an episode counts when success holds on more than 3 steps (the paper's criterion); "
+    lines = [f"Success: an episode counts when success holds on more than {HELD_SUCCESS_STEPS} steps (the paper's criterion); "
              "results written before that criterion was used (no `success` field) count success at any step.", "",
              "| task | arm | seeds | env steps | final success (mean) | IQM | 95% CI (IQM) | final gamma |", "|---|---|---:|---:|---:|---:|---|---:|"]
     for task in sorted({r["task"] for r in runs}):
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+        largest_budget = max(r["steps"] for r in runs if r["task"] == task)
         for arm, steps in sorted({(r["arm"], r["steps"]) for r in runs if r["task"] == task}, key=lambda a: (a[1], a[0])):
             mine = [r for r in runs if r["task"] == task and r["arm"] == arm and r["steps"] == steps]
             agg = aggregate([r["final_success"] for r in mine])
             ci = f"[{agg['iqm_ci'][0]:.2f}, {agg['iqm_ci'][1]:.2f}]" if "iqm_ci" in agg else "-"
             gamma = sum(r["curve"][-1]["gamma"] if r["curve"] else float("nan") for r in mine) / len(mine)
             lines.append(f"| {task} | {arm} | {len(mine)} | {mine[0]['steps']} | {agg['mean']:.2f} | {agg['iqm']:.2f} | {ci} | {gamma:.4f} |")
-            style = {"color": "C0" if arm == "ads" else "C1", "alpha": 0.7, "ls": "-" if steps == max(r["steps"] for r in runs) else ":"}
+            style = {"color": "C0" if arm == "ads" else "C1", "alpha": 0.7, "ls": "-" if steps == largest_budget else ":"}
             for r in mine:
                 xs = [p["step"] for p in r["curve"]]
                 label = f"{arm} ({steps // 1000}k)" if r is mine[0] else None

@@ -197,7 +197,7 @@ def report() -> str:
                     continue
                 agg = aggregate([r["final_success"] for r in mine])
                 reach = ", ".join(str(r["rollouts_to_95"]) if r["rollouts_to_95"] is not None else "-" for r in mine)
-                task_return = np.mean([r["final_return"] for r in mine]) if all("final_return" in r for r in mine) else np.nan
+                task_return = np.mean([r.get("final_return", np.nan) for r in mine])
                 lines.append(f"| {task} | {reward} | {len(mine)} | {mine[0]['steps']} | {agg['mean']:.2f} | {agg['iqm']:.2f} | {reach} "
                              f"| {task_return:.0f} |")
                 curves[reward] = [[(p["step"], p["success_rate"]) for p in r["curve"]] for r in mine]
