@@ -78,8 +78,18 @@ class SB3Agent(Agent):
         self.model.set_logger(Logger(folder=None, output_formats=[]))
         self.batch_size = int(self.model.batch_size)
         self.gradient_steps = int(self.model.gradient_steps)
+        self.train_freq = self._steps_between_updates(self.model.train_freq)
         self.noise_std = float(self.config.get("action_noise_std", 0.0))
         self.rng = np.random.default_rng(self.seed)
+
+    @staticmethod
+    def _steps_between_updates(train_freq: Any) -> int:
+        """SB3's train_freq (after its own conversion) as env steps between updates; episodes are refused."""
+        unit = getattr(getattr(train_freq, "unit", None), "value", "step")
+        frequency = int(getattr(train_freq, "frequency", train_freq))
+        if unit != "step" or frequency < 1:
+            raise ValueError(f"agent.hyperparams.train_freq must be a number of steps >= 1, got {train_freq}")
+        return frequency
 
     def set_discount(self, gamma: float) -> None:
         self.model.gamma = float(gamma)  # SB3's SAC/TD3 read it at every update
@@ -101,6 +111,8 @@ class SB3Agent(Agent):
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
     def train_step(self, replay: Any) -> dict[str, float]:
+        if replay.added % self.train_freq:  # as SB3's own loop: gradient_steps updates every train_freq steps
+            return {}
         self.replay_view.store = replay
         self.model.train(gradient_steps=self.gradient_steps, batch_size=self.batch_size)
         metrics = {k: float(v) for k, v in self.model.logger.name_to_value.items() if isinstance(v, (int, float))}

@@ -50,3 +50,13 @@ class DecisionInterval(gym.Wrapper):
         info["primitive_steps"] = len(rewards)
         info["primitive_rewards"] = rewards
         return obs, total, terminated, truncated, info
+
+
+def action_repeat(env: gym.Env) -> int:
+    """Primitive steps per decision of `env`: the product of the repeat layers it is wrapped in."""
+    repeat, layer = 1, env
+    while layer is not None:
+        if isinstance(layer, DecisionInterval) and layer.mode == "repeat":
+            repeat *= layer.interval
+        layer = getattr(layer, "env", None)
+    return repeat

@@ -1,7 +1,7 @@
 """One factory for every env family of the suite.
 
 make_env(cfg) builds the base env of a family, then applies wrappers in a fixed order:
-context -> pixels. Observations are float32 (state) or uint8 (pixels); terminated and truncated
+context -> action repeat -> pixels (frames are rendered once per decision). Observations are float32 (state) or uint8 (pixels); terminated and truncated
 are kept apart; Meta-World's `info["success"]` is kept and `info["episode_success"]` says whether
 it has fired at any step of the episode so far.
 """
@@ -15,6 +15,7 @@ import numpy as np
 
 import robo_rl  # noqa: F401  (sets MUJOCO_GL before mujoco is imported)
 from robo_rl.envs.context import ContextWrapper, active_context
+from robo_rl.envs.decision import DecisionInterval
 from robo_rl.envs.pixels import PixelObservation
 
 FAMILIES = ("mujoco", "metaworld", "dmc")
@@ -62,6 +63,9 @@ def check_env_config(cfg: Mapping[str, Any]) -> None:
         active_context(cfg.get("context"))
     except ValueError as exc:
         raise ValueError(f"env.context: {exc}") from None
+    repeat = cfg.get("action_repeat", 1)
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise ValueError(f"env.action_repeat must be an integer >= 1, got {repeat!r}")
     pixels = cfg.get("pixels") or {}
     if pixels.get("enabled") and (int(pixels.get("size", 0)) < 8 or not pixels.get("cameras")):
         raise ValueError(f"env.pixels needs size >= 8 and at least one camera, got {dict(pixels)}")
@@ -155,6 +159,8 @@ def make_env(cfg: Mapping[str, Any], seed: int | None = None) -> gym.Env:
     context = active_context(cfg.get("context"))
     if context:
         env = ContextWrapper(env, context)
+    if int(cfg.get("action_repeat", 1)) > 1:
+        env = DecisionInterval(env, int(cfg["action_repeat"]), "repeat")
     pixels = cfg.get("pixels") or {}
     if pixels.get("enabled"):
         env = PixelObservation(env, int(pixels["size"]), int(pixels["frame_stack"]), list(pixels["cameras"]))
@@ -166,7 +172,7 @@ def make_env(cfg: Mapping[str, Any], seed: int | None = None) -> gym.Env:
 def env_config(family: str, env_id: str, **overrides: Any) -> dict[str, Any]:
     """An env config dict with the suite's defaults, for use from Python."""
     cfg: dict[str, Any] = {
-        "name": env_id, "family": family, "id": env_id, "max_episode_steps": None,
+        "name": env_id, "family": family, "id": env_id, "max_episode_steps": None, "action_repeat": 1,
         "pixels": {"enabled": False, "size": 84, "frame_stack": 3, "cameras": ["default"]},
         "context": {}, "kwargs": {},
     }

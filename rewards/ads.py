@@ -13,6 +13,8 @@ never their actions.
   trajectory follows in order. ref(k) = median over ordered pairs of distinct demos; at every
   evaluation the agent's score is the 90th percentile over (eval episode, demo) pairs, and while it is
   >= floor(0.9 ref(k)) and k < H, k grows by one (at most 5 times per evaluation). k starts at floor(0.2 H).
+- Under an action repeat r (env.action_repeat; 2 in the paper) the demos are subsampled to every r-th
+  frame and H counts decisions.
 - Discount: gamma(k) = alpha^(1/k) with alpha = 0.2, handed to the agent at every change
   (`agent.set_discount`) and logged to TensorBoard as ads/gamma.
 
@@ -159,7 +161,11 @@ class ADSImitation(gym.Wrapper):
                  schedule: bool = True, gamma: float | None = 0.99, alpha: float = 0.2, reward_scale_target: float = 10.0,
                  eval_episodes: int = 10, max_demos: int | None = None, name: str = "ads") -> None:
         super().__init__(env)
-        self.demos = demo_observations(demos, features, camera, max_demos)
+        from robo_rl.envs.decision import action_repeat
+
+        # The agent sees every r-th frame under an action repeat r; the demos are subsampled to match.
+        self.demo_stride = action_repeat(env)
+        self.demos = [d[::self.demo_stride] for d in demo_observations(demos, features, camera, max_demos)]
         self.camera = camera or "corner"
         self.metric = "euclidean" if features is None else "cosine"
         self.net, self.renderer = None, None

@@ -65,11 +65,16 @@ def set_env_rng_state(env: gym.Env, state: dict[str, Any]) -> None:
 
 
 def episode_limit(env: gym.Env) -> int | None:
-    """The time limit of the outermost TimeLimit wrapper, if any."""
-    layer = env
+    """Decisions per episode under the outermost TimeLimit wrapper, if any (its primitive steps divided
+    by the action repeat of the layers above it)."""
+    from robo_rl.envs.decision import DecisionInterval
+
+    layer, repeat = env, 1
     while layer is not None:
         if isinstance(layer, gym.wrappers.TimeLimit):
-            return int(layer._max_episode_steps)
+            return -(-int(layer._max_episode_steps) // repeat)
+        if isinstance(layer, DecisionInterval) and layer.mode == "repeat":
+            repeat *= layer.interval
         layer = getattr(layer, "env", None)
     return None
 

@@ -139,6 +139,20 @@ def test_ads_on_frame_features_uses_the_cosine_cost(tmp_path, reach_demos):
     env.close()
 
 
+def test_action_repeat_subsamples_the_demos_and_shortens_the_horizon(reach_demos):
+    from robo_rl.envs.factory import env_config, make_env
+    from robo_rl.rewards.ads import ADSImitation, demo_observations
+
+    full = demo_observations(reach_demos, None, None)
+    env = ADSImitation(make_env(env_config("metaworld", "reach-v3", max_episode_steps=40, action_repeat=2), seed=0), str(reach_demos))
+    assert env.demo_stride == 2 and [len(d) for d in env.demos] == [(len(d) + 1) // 2 for d in full]
+    np.testing.assert_array_equal(env.demos[0][1], full[0][2])  # the agent's next observation is two frames on
+    env.reset(seed=0)
+    obs, *_ = env.step(np.zeros(4, np.float32))
+    assert len(env.episode) == 2 and env.episode[1].shape == full[0][0].shape
+    env.close()
+
+
 def test_bench_ads_quick_writes_results_and_a_gamma_curve(cli, tmp_path):
     args = ["bench", "ads", "--tasks", "reach-v3", "--demos", "3", "--seeds", "0", "--steps", "2000", "--horizon", "50"]
     result = cli(*args, "--override", "agent.learning_starts=500", timeout=600)
@@ -146,7 +160,9 @@ def test_bench_ads_quick_writes_results_and_a_gamma_curve(cli, tmp_path):
     folder = tmp_path / "benchmarks" / "results" / "ads"
     for arm in ("ads", "fixed"):
         run = json.loads((folder / f"reach-v3__{arm}__s0.json").read_text())
-        assert len(run["curve"]) == 2 and all(0 < p["gamma"] < 1 for p in run["curve"])
+        # 2000 env steps at action repeat 2: 1000 decisions, an evaluation every 200 env steps
+        assert run["action_repeat"] == 2 and [p["step"] for p in run["curve"]] == list(range(200, 2001, 200))
+        assert all(0 < p["gamma"] < 1 for p in run["curve"])
         assert run["success"] == "held on more than 3 steps" and run["final_success"] <= run["final_any_step_success"]
         assert all(p["success_rate"] <= p["any_step_success_rate"] for p in run["curve"])
     assert json.loads((folder / "reach-v3__fixed__s0.json").read_text())["curve"][-1]["gamma"] == pytest.approx(0.99)

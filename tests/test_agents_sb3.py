@@ -28,6 +28,26 @@ def test_save_load_gives_identical_actions(tmp_path, algo):
         assert a.shape == (3,) and np.all(np.abs(a) <= 1)
 
 
+def test_train_freq_spaces_the_updates():
+    from robo_rl.replay import ReplayBuffer
+
+    env = make_env(env_config("mujoco", "Reacher-v5"), seed=0)
+    agent = SB3Agent(env.observation_space, env.action_space,
+                     {"algo": "SAC", "hyperparams": {**HYPER, "batch_size": 8, "train_freq": 3}}, seed=0)
+    replay = ReplayBuffer(env.observation_space.shape, env.action_space.shape[0], 100, seed=0)
+    obs, _ = env.reset(seed=0)
+    updated = []
+    for _ in range(12):
+        action = env.action_space.sample()
+        next_obs, reward, *_ = env.step(action)
+        replay.add(obs, action, reward, next_obs, False)
+        obs = next_obs
+        updated.append(bool(agent.train_step(replay)))
+    assert updated == [False, False, True] * 4  # as in SB3's own loop: one round of updates every 3 env steps
+    with pytest.raises(ValueError, match="agent.hyperparams.train_freq"):
+        SB3Agent(env.observation_space, env.action_space, {"algo": "SAC", "hyperparams": {**HYPER, "train_freq": (1, "episode")}})
+
+
 def test_unknown_algo_is_named():
     env = make_env(env_config("mujoco", "Hopper-v5"))
     with pytest.raises(ValueError, match="agent.algo 'PPO'"):

@@ -57,6 +57,22 @@ def test_truncation_kept_apart_from_termination():
     assert flags[-1] == (False, True) and all(f == (False, False) for f in flags[:-1])
 
 
+def test_action_repeat_steps_the_env_several_times_per_decision():
+    from robo_rl.envs.decision import action_repeat
+    from robo_rl.train import episode_limit
+
+    env = make_env(env_config("mujoco", "Reacher-v5", max_episode_steps=11, action_repeat=2), seed=0)
+    assert action_repeat(env) == 2 and episode_limit(env) == 6  # 11 primitive steps: 5 full decisions and one of 1
+    env.reset(seed=0)
+    steps = [env.step(env.action_space.sample()) for _ in range(6)]
+    assert [s[4]["primitive_steps"] for s in steps] == [2, 2, 2, 2, 2, 1]
+    assert steps[-1][3] and not any(s[3] for s in steps[:-1])
+    once = make_env(env_config("mujoco", "Reacher-v5"), seed=0)
+    assert action_repeat(once) == 1 and episode_limit(once) == 50
+    with pytest.raises(ValueError, match="env.action_repeat must be an integer >= 1, got 0"):
+        make_env(env_config("mujoco", "Reacher-v5", action_repeat=0))
+
+
 def test_metaworld_success_and_goal_randomisation():
     from metaworld.policies import ENV_POLICY_MAP
 

@@ -2,9 +2,12 @@
 discount (the paper's ablation), on Meta-World tasks with progress dependency.
 
 State observations with the Euclidean OT cost (the paper uses frames through a ResNet-50 and DrQ-v2; pixels
-and its budget of 2M frames do not fit two CPU cores). The agent is SB3 SAC with the RL Zoo settings; only
-the reward and the discount differ between the two arms. Demos: 10 scripted-expert episodes per task,
-recorded until 25 steps after success, observations only.
+and its budget of 2M frames do not fit two CPU cores). The paper's protocol otherwise: action repeat 2
+(the demos subsampled to match), 125-frame episodes, 12k seed frames before the first update, one update
+every 2 decisions, evaluation every 10k frames on 10 episodes. The agent is SB3 SAC with the RL Zoo
+settings apart from that update cadence; only the reward and the discount differ between the two arms.
+Demos: 10 scripted-expert episodes per task, recorded until 25 steps after success, observations only.
+Budgets (`--steps`) count env steps (frames), as the paper does.
 
 Each (task, arm, seed) is a run folder under runs/bench/ads/ (resumable) and one result file
 benchmarks/results/ads/<task>__<arm>__s<seed>.json with the success-rate curve and the gamma curve.
@@ -34,27 +37,29 @@ def demo_file(task: str, episodes: int) -> Path:
     return path
 
 
-def run_one(task: str, arm: str, seed: int, steps: int, horizon: int, demos: Path, extra: list[str]) -> dict[str, Any]:
+def run_one(task: str, arm: str, seed: int, frames: int, horizon: int, repeat: int, demos: Path, extra: list[str]) -> dict[str, Any]:
     from robo_rl.config import compose
     from robo_rl.evaluate import HELD_SUCCESS_STEPS
     from robo_rl.runs import load_run_config, train_run
 
-    run_dir = WORK / "runs" / f"{task}__{arm}__s{seed}__{steps}"
+    run_dir = WORK / "runs" / f"{task}__{arm}__s{seed}__{frames}__r{repeat}"
     resume = (run_dir / "checkpoint.safetensors").exists()
-    overrides = ["agent=sb3_sac", "env=metaworld", f"env.id={task}", f"env.max_episode_steps={horizon}", "reward=ads",
-                 f"reward.demos={demos.as_posix()}", f"seed={seed}", f"train.steps={steps}", f"train.eval_every={max(steps // 20, 1000)}",
-                 "train.eval_episodes=10", f"train.checkpoint_every={max(steps // 5, 1000)}", "train.video_steps=0",
-                 "agent.learning_starts=2000", *ARMS[arm]]
+    decisions = frames // repeat
+    overrides = ["agent=sb3_sac", "env=metaworld", f"env.id={task}", f"env.max_episode_steps={horizon}", f"env.action_repeat={repeat}",
+                 "reward=ads", f"reward.demos={demos.as_posix()}", f"seed={seed}", f"train.steps={decisions}",
+                 f"train.eval_every={max(min(10_000, frames // 10) // repeat, 100)}", "train.eval_episodes=10",
+                 f"train.checkpoint_every={max(decisions // 5, 1000)}", "train.video_steps=0",
+                 f"agent.learning_starts={min(12_000, frames // 4) // repeat}", "agent.hyperparams.train_freq=2", *ARMS[arm]]
     cfg = load_run_config(run_dir) if resume else compose(overrides + extra)
     final = train_run(cfg, run_dir, resume=resume)
     evaluations_file = run_dir / "evaluations.json"
     evaluations = json.loads(evaluations_file.read_text()) if evaluations_file.exists() else []
     state = json.loads((run_dir / "ads_state.json").read_text())
     gammas = {h["step"]: h["gamma"] for h in state.get("history", [])}
-    # Success as the paper counts it: held on more than 3 steps of an episode (any-step success kept beside it).
-    curve = [{"step": e["step"], "success_rate": e.get("held_success_rate", 0.0), "any_step_success_rate": e.get("success_rate", 0.0),
+    # Success as the paper counts it: held on more than 3 decisions of an episode (any-step success kept beside it).
+    curve = [{"step": e["step"] * repeat, "success_rate": e.get("held_success_rate", 0.0), "any_step_success_rate": e.get("success_rate", 0.0),
               "mean_return": e["mean_return"], "gamma": gammas.get(e["step"], state["gamma"])} for e in evaluations]
-    return {"task": task, "arm": arm, "seed": seed, "steps": steps, "horizon": horizon, "curve": curve,
+    return {"task": task, "arm": arm, "seed": seed, "steps": frames, "action_repeat": repeat, "horizon": horizon, "curve": curve,
             "final_success": float(final.get("held_success_rate", 0.0)), "final_any_step_success": float(final.get("success_rate", 0.0)),
             "success": f"held on more than {HELD_SUCCESS_STEPS} steps", "final_k": state["k"], "reward_scale": state["scale"]}
 
@@ -71,16 +76,18 @@ def report() -> str:
     runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*__s*.json"))]
     lines = [f"Success: an episode counts when success holds on more than {HELD_SUCCESS_STEPS} steps (the paper's criterion); "
              "results written before that criterion was used (no `success` field) count success at any step.", "",
-             "| task | arm | seeds | env steps | final success (mean) | IQM | 95% CI (IQM) | final gamma |", "|---|---|---:|---:|---:|---:|---|---:|"]
+             "| task | arm | seeds | env steps | action repeat | final success (mean) | IQM | 95% CI (IQM) | final gamma |",
+             "|---|---|---:|---:|---:|---:|---:|---|---:|"]
     for task in sorted({r["task"] for r in runs}):
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
         largest_budget = max(r["steps"] for r in runs if r["task"] == task)
-        for arm, steps in sorted({(r["arm"], r["steps"]) for r in runs if r["task"] == task}, key=lambda a: (a[1], a[0])):
-            mine = [r for r in runs if r["task"] == task and r["arm"] == arm and r["steps"] == steps]
+        budgets = {(r["arm"], r["steps"], r.get("action_repeat", 1)) for r in runs if r["task"] == task}
+        for arm, steps, repeat in sorted(budgets, key=lambda a: (a[1], a[2], a[0])):
+            mine = [r for r in runs if r["task"] == task and (r["arm"], r["steps"], r.get("action_repeat", 1)) == (arm, steps, repeat)]
             agg = aggregate([r["final_success"] for r in mine])
             ci = f"[{agg['iqm_ci'][0]:.2f}, {agg['iqm_ci'][1]:.2f}]" if "iqm_ci" in agg else "-"
             gamma = sum(r["curve"][-1]["gamma"] if r["curve"] else float("nan") for r in mine) / len(mine)
-            lines.append(f"| {task} | {arm} | {len(mine)} | {mine[0]['steps']} | {agg['mean']:.2f} | {agg['iqm']:.2f} | {ci} | {gamma:.4f} |")
+            lines.append(f"| {task} | {arm} | {len(mine)} | {steps} | {repeat} | {agg['mean']:.2f} | {agg['iqm']:.2f} | {ci} | {gamma:.4f} |")
             style = {"color": "C0" if arm == "ads" else "C1", "alpha": 0.7, "ls": "-" if steps == largest_budget else ":"}
             for r in mine:
                 xs = [p["step"] for p in r["curve"]]
@@ -104,8 +111,9 @@ def main(args: list[str]) -> None:
     parser.add_argument("--tasks", default=DEFAULT_TASKS)
     parser.add_argument("--arms", default="ads,fixed")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--steps", type=int, default=50_000)
-    parser.add_argument("--horizon", type=int, default=150, help="episode length (env steps)")
+    parser.add_argument("--steps", type=int, default=200_000, help="env steps (frames) per run")
+    parser.add_argument("--horizon", type=int, default=125, help="episode length (env steps)")
+    parser.add_argument("--action-repeat", type=int, default=2)
     parser.add_argument("--demos", type=int, default=10)
     parser.add_argument("--override", action="append", default=[])
     parser.add_argument("--report", action="store_true")
@@ -124,5 +132,5 @@ def main(args: list[str]) -> None:
                     raise SystemExit(f"robo-rl: --arms: unknown arm '{arm}' (valid: {', '.join(ARMS)})")
                 for seed in (int(s) for s in opts.seeds.split(",")):
                     run_unit("ads", folder / f"{task}__{arm}__s{seed}.json", f"{task} {arm} seed {seed}", opts.steps,
-                             lambda: run_one(task, arm, seed, opts.steps, opts.horizon, demos, opts.override))
+                             lambda: run_one(task, arm, seed, opts.steps, opts.horizon, opts.action_repeat, demos, opts.override))
     print(report())
