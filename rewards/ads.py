@@ -276,6 +276,8 @@ class ADSCallback(Callback):
         slots = self.slots[-(len(observations) - 1):]
         trainer.replay.reward[slots, 0] = self.scale * rewards[1:len(slots) + 1]
         self.slots = []
+        if trainer.logger is not None:  # episodes.csv shows the env's reward during the episode, 0 here
+            trainer.logger.record(trainer.step, {"episode_reward": float(trainer.replay.reward[slots, 0].sum())}, "ads")
         self._save(trainer)
 
     def on_eval(self, trainer: Any, result: dict[str, Any]) -> None:

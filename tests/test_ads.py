@@ -111,6 +111,9 @@ def test_training_with_ads_relabels_rewards_and_schedules_gamma(tmp_path, cli, r
     assert state["gamma"] == pytest.approx(discount_for(state["k"]))
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("ads/gamma" in row for row in rows)
+    episode_rewards = [row["ads/episode_reward"] for row in rows if "ads/episode_reward" in row]
+    # 400 steps of 50-step episodes; the scale is set so that the first episode's OT return is -10
+    assert len(episode_rewards) == 8 and episode_rewards[0] == pytest.approx(-10.0, rel=1e-4) and max(episode_rewards) <= 0
     from robo_rl.checkpoint import load_checkpoint
 
     saved, _ = load_checkpoint(run)
