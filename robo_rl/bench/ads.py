@@ -114,7 +114,7 @@ def main(args: list[str]) -> None:
     parser.add_argument("--tasks", default=DEFAULT_TASKS)
     parser.add_argument("--arms", default="ads,fixed")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--steps", type=int, default=200_000, help="env steps (frames) per run")
+    parser.add_argument("--steps", type=int, default=100_000, help="env steps (frames) per run")
     parser.add_argument("--horizon", type=int, default=125, help="episode length (env steps)")
     parser.add_argument("--action-repeat", type=int, default=2)
     parser.add_argument("--demos", type=int, default=10)
