@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from robo_rl.envs.decision import DecisionInterval
+from robo_rl.envs.decision import DecisionInterval, action_repeat
 
 DEFAULT_INTERVALS = tuple(range(1, 17))
 DEFINITION = ("n(tau) = (R(tau) - R_random) / (R_ref - R_random); FAS = trapezoid area of n over f = 1/tau "
@@ -84,6 +84,8 @@ def fas_run(run: str | Path, intervals: Sequence[int] = DEFAULT_INTERVALS, episo
     result = {
         "run": str(run), "env": info["env"].get("id"), "agent": info["agent"]["config"].get("name"),
         "mode": "sequence" if hasattr(agent, "act_sequence") else "repeat",
+        # With env.action_repeat r in the run's config, one interval step is one of its decisions (r env steps).
+        "action_repeat": action_repeat(env),
         "intervals": list(map(int, intervals)), "episodes": episodes, "seed": seed,
         "per_interval": per_interval, "random_return": random_return,
         "reference_return": ref, "reference": "given" if reference is not None else "own return at interval 1",

@@ -78,12 +78,13 @@ def test_fas_of_known_returns_matches_hand_computation():
 
 
 def test_fas_cli_on_a_saved_agent(cli, tmp_path):
-    result = cli("train", "agent=sb3_sac", "env=inverted_pendulum", "train=smoke", f"hydra.run.dir={tmp_path / 'run'}")
+    result = cli("train", "agent=sb3_sac", "env=inverted_pendulum", "env.action_repeat=2", "train=smoke", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr
     result = cli("fas", f"run={tmp_path / 'run'}", "intervals=1,2,4", "episodes=2")
     assert result.returncode == 0, result.stderr
     data = json.loads((tmp_path / "run" / "fas.json").read_text())
     assert data["intervals"] == [1, 2, 4] and data["mode"] == "repeat" and len(data["per_interval"]) == 3
+    assert data["action_repeat"] == 2  # the run's own repeat: interval 4 is 8 env steps per decision
     assert data["fas"] == pytest.approx(fas_score([1, 2, 4], [p["mean_return"] for p in data["per_interval"]],
                                                   data["random_return"], data["reference_return"]))
     assert (tmp_path / "run" / "fas.png").stat().st_size > 1000
