@@ -2,8 +2,9 @@
 
 make_env(cfg) builds the base env of a family, then applies wrappers in a fixed order:
 context -> action repeat -> pixels (frames are rendered once per decision). Observations are
-float32 (state) or uint8 (pixels); terminated and truncated are kept apart; Meta-World's `info["success"]` is kept and `info["episode_success"]` says whether
-it has fired at any step of the episode so far.
+float32 (state) or uint8 (pixels); terminated and truncated are kept apart; Meta-World's
+`info["success"]` is kept and `info["episode_success"]` says whether it has fired at any step of
+the episode so far.
 """
 from __future__ import annotations
 
