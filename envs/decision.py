@@ -11,7 +11,7 @@ steps ran and `info["primitive_rewards"]` lists their rewards. Works for every e
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -52,11 +52,18 @@ class DecisionInterval(gym.Wrapper):
         return obs, total, terminated, truncated, info
 
 
+def wrapper_layers(env: gym.Env) -> Iterator[gym.Env]:
+    """`env` and every env it wraps, outermost first."""
+    layer = env
+    while layer is not None:
+        yield layer
+        layer = getattr(layer, "env", None)
+
+
+def is_repeat(layer: gym.Env) -> bool:
+    return isinstance(layer, DecisionInterval) and layer.mode == "repeat"
+
+
 def action_repeat(env: gym.Env) -> int:
     """Primitive steps per decision of `env`: the product of the repeat layers it is wrapped in."""
-    repeat, layer = 1, env
-    while layer is not None:
-        if isinstance(layer, DecisionInterval) and layer.mode == "repeat":
-            repeat *= layer.interval
-        layer = getattr(layer, "env", None)
-    return repeat
+    return int(np.prod([layer.interval for layer in wrapper_layers(env) if is_repeat(layer)], dtype=np.int64))

@@ -274,10 +274,11 @@ class ADSCallback(Callback):
             self.scale = self.wrapper.scale_target / max(abs(float(rewards[1:].sum())), 1e-8)
         # reward of observation i belongs to the transition that led to it: slot i-1 of the episode
         slots = self.slots[-(len(observations) - 1):]
-        trainer.replay.reward[slots, 0] = self.scale * rewards[1:len(slots) + 1]
+        scaled = self.scale * rewards[1:len(slots) + 1]
+        trainer.replay.reward[slots, 0] = scaled
         self.slots = []
         if trainer.logger is not None:  # episodes.csv shows the env's reward during the episode, 0 here
-            trainer.logger.record(trainer.step, {"episode_reward": float(trainer.replay.reward[slots, 0].sum())}, "ads")
+            trainer.logger.record(trainer.step, {"episode_reward": float(scaled.sum())}, "ads")
         self._save(trainer)
 
     def on_eval(self, trainer: Any, result: dict[str, Any]) -> None:

@@ -67,15 +67,14 @@ def set_env_rng_state(env: gym.Env, state: dict[str, Any]) -> None:
 def episode_limit(env: gym.Env) -> int | None:
     """Decisions per episode under the outermost TimeLimit wrapper, if any (its primitive steps divided
     by the action repeat of the layers above it)."""
-    from robo_rl.envs.decision import DecisionInterval
+    from robo_rl.envs.decision import is_repeat, wrapper_layers
 
-    layer, repeat = env, 1
-    while layer is not None:
+    repeat = 1
+    for layer in wrapper_layers(env):
         if isinstance(layer, gym.wrappers.TimeLimit):
             return -(-int(layer._max_episode_steps) // repeat)
-        if isinstance(layer, DecisionInterval) and layer.mode == "repeat":
+        if is_repeat(layer):
             repeat *= layer.interval
-        layer = getattr(layer, "env", None)
     return None
 
 
