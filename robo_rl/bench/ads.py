@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from robo_rl.bench import results_dir, run_unit, write_summary
 
@@ -67,6 +67,11 @@ def run_one(task: str, arm: str, seed: int, frames: int, horizon: int, repeat: i
             "success": f"held on more than {HELD_SUCCESS_STEPS} steps", "final_k": state["k"], "reward_scale": state["scale"]}
 
 
+def mean_of(values: Iterable[float]) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
 def report() -> str:
     import matplotlib
 
@@ -79,8 +84,10 @@ def report() -> str:
     runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*__s*.json"))]
     lines = [f"Success: an episode counts when success holds on more than {HELD_SUCCESS_STEPS} steps (the paper's criterion); "
              "results written before that criterion was used (no `success` field) count success at any step.", "",
-             "| task | arm | seeds | env steps | action repeat | final success (mean) | IQM | 95% CI (IQM) | final gamma |",
-             "|---|---|---:|---:|---:|---:|---:|---|---:|"]
+             "Task return: the task's own dense reward on the final evaluation (not used for training). "
+             "k: demo steps the agent has mastered by the progress recognizer (measured in the ads arm only).", "",
+             "| task | arm | seeds | env steps | action repeat | final success (mean) | IQM | 95% CI (IQM) | task return | final k | final gamma |",
+             "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     for task in sorted({r["task"] for r in runs}):
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
         largest_budget = max(r["steps"] for r in runs if r["task"] == task)
@@ -89,8 +96,11 @@ def report() -> str:
             mine = [r for r in runs if r["task"] == task and (r["arm"], r["steps"], r.get("action_repeat", 1)) == (arm, steps, repeat)]
             agg = aggregate([r["final_success"] for r in mine])
             ci = f"[{agg['iqm_ci'][0]:.2f}, {agg['iqm_ci'][1]:.2f}]" if "iqm_ci" in agg else "-"
-            gamma = sum(r["curve"][-1]["gamma"] if r["curve"] else float("nan") for r in mine) / len(mine)
-            lines.append(f"| {task} | {arm} | {len(mine)} | {steps} | {repeat} | {agg['mean']:.2f} | {agg['iqm']:.2f} | {ci} | {gamma:.4f} |")
+            gamma = mean_of(r["curve"][-1]["gamma"] if r["curve"] else float("nan") for r in mine)
+            task_return = mean_of(r["curve"][-1]["mean_return"] if r["curve"] else float("nan") for r in mine)
+            k = f"{mean_of(r['final_k'] for r in mine):.1f}" if arm == "ads" else "-"
+            lines.append(f"| {task} | {arm} | {len(mine)} | {steps} | {repeat} | {agg['mean']:.2f} | {agg['iqm']:.2f} | {ci} | "
+                         f"{task_return:.0f} | {k} | {gamma:.4f} |")
             style = {"color": "C0" if arm == "ads" else "C1", "alpha": 0.7, "ls": "-" if steps == largest_budget else ":"}
             for r in mine:
                 xs = [p["step"] for p in r["curve"]]
