@@ -275,7 +275,7 @@ class ADSCallback(Callback):
         # reward of observation i belongs to the transition that led to it: slot i-1 of the episode
         slots = self.slots[-(len(observations) - 1):]
         scaled = self.scale * rewards[1:len(slots) + 1]
-        trainer.replay.reward[slots, 0] = scaled
+        trainer.replay.set_rewards(slots, scaled)
         self.slots = []
         if trainer.logger is not None:  # episodes.csv shows the env's reward during the episode, 0 here
             trainer.logger.record(trainer.step, {"episode_reward": float(scaled.sum())}, "ads")

@@ -39,6 +39,10 @@ class ReplayBuffer:
         self.size = 0  # filled slots
         self.added = 0  # transitions ever added (ages are derived from it)
         self.last_index = -1
+        # Which transition (its number in order of adding) each slot holds: after `tile` several slots
+        # hold copies of one transition, and a reward relabeled later must reach every copy.
+        self.origin = np.full(capacity, -1, dtype=np.int64)
+        self.tiled = False
         self.rng = np.random.default_rng(seed)
         # Symphony's rule: when the oldest transition is terminal, it is moved to the newest end
         # instead of being overwritten next, so terminal transitions (rare, and the only ones that
@@ -60,6 +64,7 @@ class ReplayBuffer:
         self.reward[i, 0] = reward
         self.next_obs[i] = next_obs
         self.terminated[i, 0] = terminated
+        self.origin[i] = self.added
         self.pos = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
         self.added += 1
@@ -76,11 +81,30 @@ class ReplayBuffer:
             raise ValueError(f"cannot tile {n} transitions {times} times into capacity {self.capacity}")
         if times == 1:
             return
-        for name in FIELDS:
+        for name in (*FIELDS, "origin"):
             field = getattr(self, name)
             field[n : n * times] = np.concatenate([field[:n]] * (times - 1), axis=0)
         self.size = n * times
+        self.tiled = True
         self.pos = self.size % self.capacity
+
+    def set_rewards(self, slots: np.ndarray, rewards: np.ndarray) -> None:
+        """Relabel the rewards of the transitions in `slots` (a reward known only at an episode's end),
+        and of every tiled copy of them still in memory."""
+        slots = np.asarray(slots, dtype=np.int64)
+        rewards = np.asarray(rewards, dtype=np.float32).reshape(-1)
+        if slots.shape != rewards.shape:
+            raise ValueError(f"{len(slots)} slots but {len(rewards)} rewards")
+        self.reward[slots, 0] = rewards
+        if not self.tiled or len(slots) == 0:
+            return
+        ids = self.origin[slots]
+        order = np.argsort(ids)
+        ids, rewards = ids[order], rewards[order]
+        held = self.origin[: self.size]
+        where = np.minimum(np.searchsorted(ids, held), len(ids) - 1)
+        copies = np.flatnonzero(ids[where] == held)
+        self.reward[copies, 0] = rewards[where[copies]]
 
     def sample_indices(self, batch_size: int) -> np.ndarray:
         """Uniform indices over the filled slots."""
@@ -96,8 +120,8 @@ class ReplayBuffer:
 
     # Checkpointing: only the filled part is stored, plus the write position and the sampler's RNG.
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {name: getattr(self, name)[: self.size] for name in FIELDS}
-        state.update(pos=self.pos, size=self.size, added=self.added, capacity=self.capacity)
+        state: dict[str, Any] = {name: getattr(self, name)[: self.size] for name in (*FIELDS, "origin")}
+        state.update(pos=self.pos, size=self.size, added=self.added, capacity=self.capacity, tiled=int(self.tiled))
         state["rng"] = self.rng.bit_generator.state
         return state
 
@@ -111,6 +135,9 @@ class ReplayBuffer:
             if stored.shape[1:] != target.shape[1:]:
                 raise ValueError(f"replay field '{name}' has shape {stored.shape[1:]}, expected {target.shape[1:]}")
             target[:size] = stored
+        if "origin" in state:  # checkpoints written before copies were tracked lack it (never tiled then)
+            self.origin[:size] = np.asarray(state["origin"])
+            self.tiled = bool(int(state.get("tiled", 0)))
         self.pos, self.size, self.added = state["pos"], size, state["added"]
         self.rng.bit_generator.state = state["rng"]
 

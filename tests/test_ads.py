@@ -172,3 +172,21 @@ def test_bench_ads_quick_writes_results_and_a_gamma_curve(cli, tmp_path):
     summary = (folder / "summary.md").read_text()
     assert (folder / "reach-v3.png").exists() and "| reach-v3 | ads | 1 | 2000 | 2 |" in summary
     assert "| - | 0.9900 |" in summary.split("| reach-v3 | fixed |")[1].splitlines()[0]  # no k measured without the schedule
+
+
+def test_ads_with_symphony_relabels_every_tiled_copy_of_the_exploration_data(tmp_path, cli, reach_demos):
+    # Symphony tiles its exploration data 25x; exploration ends 20 steps into the third 50-step episode,
+    # so that episode's OT rewards arrive after the tiling and must reach all copies.
+    run = tmp_path / "run"
+    result = cli("train", "agent=symphony_cpu", "agent.explore_steps=120", "agent.hidden=64", "agent.batch_size=48",
+                 "train=smoke", "train.steps=300", "train.eval_every=150", "env=metaworld", "env.id=reach-v3",
+                 "env.max_episode_steps=50", "reward=ads", f"reward.demos={reach_demos}", "reward.eval_episodes=2",
+                 f"hydra.run.dir={run}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    from robo_rl.checkpoint import load_checkpoint
+
+    saved, _ = load_checkpoint(run)
+    rewards = saved["replay"]["reward"][:, 0]
+    assert len(rewards) == 120 * 25 and np.all(rewards < 0)  # no copy kept the env's 0
+    state = json.loads((run / "ads_state.json").read_text())
+    assert state["gamma"] == pytest.approx(discount_for(state["k"])) and len(state["history"]) == 2

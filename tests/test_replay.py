@@ -41,3 +41,20 @@ def test_uint8_pixels_and_errors():
         buffer.sample(1)
     with pytest.raises(ValueError, match="capacity"):
         ReplayBuffer((3,), 1, capacity=0)
+
+
+def test_relabeled_rewards_reach_every_tiled_copy_but_not_newer_data():
+    buffer = ReplayBuffer((3,), 2, capacity=12, seed=0)
+    fill(buffer, 4)
+    buffer.tile(3)  # slots 0-3 hold transitions 0-3, and so do 4-7 and 8-11
+    fill(buffer, 2, start=4)  # transitions 4 and 5 overwrite slots 0 and 1 (the oldest copies)
+    buffer.set_rewards(np.array([2, 3]), np.array([-2.5, -3.5]))  # transitions 2 and 3, relabeled late
+    np.testing.assert_array_equal(buffer.reward[:, 0], [4, 5, -2.5, -3.5, 0, 1, -2.5, -3.5, 0, 1, -2.5, -3.5])
+    buffer.set_rewards(np.array([0]), np.array([-4.0]))  # transition 4, which has no copies
+    np.testing.assert_array_equal(buffer.reward[:, 0], [-4, 5, -2.5, -3.5, 0, 1, -2.5, -3.5, 0, 1, -2.5, -3.5])
+    restored = ReplayBuffer((3,), 2, capacity=12, seed=0)
+    restored.load_state_dict(buffer.state_dict())
+    restored.set_rewards(np.array([2]), np.array([-6.0]))  # copies are still known after a checkpoint
+    np.testing.assert_array_equal(restored.reward[:, 0], [-4, 5, -6, -3.5, 0, 1, -6, -3.5, 0, 1, -6, -3.5])
+    with pytest.raises(ValueError, match="2 slots but 1 rewards"):
+        buffer.set_rewards(np.array([0, 1]), np.array([1.0]))
