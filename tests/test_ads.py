@@ -170,7 +170,7 @@ def test_bench_ads_quick_writes_results_and_a_gamma_curve(cli, tmp_path):
         assert all(p["success_rate"] <= p["any_step_success_rate"] for p in run["curve"])
     assert json.loads((folder / "reach-v3__fixed__s0.json").read_text())["curve"][-1]["gamma"] == pytest.approx(0.99)
     summary = (folder / "summary.md").read_text()
-    assert (folder / "reach-v3.png").exists() and "| reach-v3 | ads | 1 | 2000 | 2 |" in summary
+    assert (folder / "reach-v3.png").exists() and "| reach-v3 | ads | sb3_td3 | 1 | 2000 | 2 |" in summary
     assert "| - | 0.9900 |" in summary.split("| reach-v3 | fixed |")[1].splitlines()[0]  # no k measured without the schedule
 
 

@@ -4,8 +4,11 @@ discount (the paper's ablation), on Meta-World tasks with progress dependency.
 State observations with the Euclidean OT cost (the paper uses frames through a ResNet-50 and DrQ-v2; pixels
 and its budget of 2M frames do not fit two CPU cores). The paper's protocol otherwise: action repeat 2
 (the demos subsampled to match), 125-frame episodes, 12k seed frames before the first update, one update
-every 2 decisions, evaluation every 10k frames on 10 episodes. The agent is SB3 SAC with the RL Zoo
-settings apart from that update cadence; only the reward and the discount differ between the two arms.
+every 2 decisions, evaluation every 10k frames on 10 episodes. The learner is SB3 TD3 set like the
+paper's DrQ-v2 actor-critic (exploration noise 0.4, target noise 0.1 clipped at 0.3, the actor updated
+with every critic update, lr 1e-4), on a 256x256 MLP with 1-step targets and batches of 256 (the
+paper's 1024-wide nets, 3-step targets and batches of 512 cost several times more per update); only the
+reward and the discount differ between the two arms.
 Demos: 10 scripted-expert episodes per task, whole 125-frame episodes as the paper's generator records
 them, observations only.
 Budgets (`--steps`) count env steps (frames), as the paper does.
@@ -24,6 +27,12 @@ from robo_rl.bench import results_dir, run_unit, write_summary
 
 WORK = Path("runs") / "bench" / "ads"
 ARMS = {"ads": ["reward.schedule=true"], "fixed": ["reward.schedule=false"]}
+AGENT = "sb3_td3"
+# DrQ-v2's actor-critic settings in the paper's code (its OT agent), on SB3 TD3
+LEARNER = [f"agent={AGENT}", "agent.action_noise_std=0.4", "agent.hyperparams.learning_rate=1e-4",
+           "agent.hyperparams.policy_delay=1", "agent.hyperparams.target_policy_noise=0.1",
+           "agent.hyperparams.target_noise_clip=0.3", "agent.hyperparams.net_arch=[256,256]",
+           "agent.hyperparams.batch_size=256", "agent.hyperparams.train_freq=2"]
 # Tasks with progress dependency among the task configs of the paper's code (which nine the paper reports
 # could not be confirmed), all with the code's default 125-frame episodes.
 DEFAULT_TASKS = "door-lock-v3,lever-pull-v3,button-press-wall-v3"
@@ -45,14 +54,14 @@ def run_one(task: str, arm: str, seed: int, frames: int, horizon: int, repeat: i
     from robo_rl.evaluate import HELD_SUCCESS_STEPS
     from robo_rl.runs import load_run_config, train_run
 
-    run_dir = WORK / "runs" / f"{task}__{arm}__s{seed}__{frames}__r{repeat}"
+    run_dir = WORK / "runs" / f"{task}__{arm}__s{seed}__{frames}__r{repeat}__{AGENT}"
     resume = (run_dir / "checkpoint.safetensors").exists()
     decisions = frames // repeat
-    overrides = ["agent=sb3_sac", "env=metaworld", f"env.id={task}", f"env.max_episode_steps={horizon}", f"env.action_repeat={repeat}",
+    overrides = [*LEARNER, "env=metaworld", f"env.id={task}", f"env.max_episode_steps={horizon}", f"env.action_repeat={repeat}",
                  "reward=ads", f"reward.demos={demos.as_posix()}", f"seed={seed}", f"train.steps={decisions}",
                  f"train.eval_every={max(min(10_000, frames // 10) // repeat, 100)}", "train.eval_episodes=10",
                  f"train.checkpoint_every={max(decisions // 5, 1000)}", "train.video_steps=0",
-                 f"agent.learning_starts={min(12_000, frames // 4) // repeat}", "agent.hyperparams.train_freq=2", *ARMS[arm]]
+                 f"agent.learning_starts={min(12_000, frames // 4) // repeat}", *ARMS[arm]]
     cfg = load_run_config(run_dir) if resume else compose(overrides + extra)
     final = train_run(cfg, run_dir, resume=resume)
     evaluations_file = run_dir / "evaluations.json"
@@ -62,7 +71,7 @@ def run_one(task: str, arm: str, seed: int, frames: int, horizon: int, repeat: i
     # Success as the paper counts it: held on more than 3 decisions of an episode (any-step success kept beside it).
     curve = [{"step": e["step"] * repeat, "success_rate": e.get("held_success_rate", 0.0), "any_step_success_rate": e.get("success_rate", 0.0),
               "mean_return": e["mean_return"], "gamma": gammas.get(e["step"], state["gamma"])} for e in evaluations]
-    return {"task": task, "arm": arm, "seed": seed, "steps": frames, "action_repeat": repeat, "horizon": horizon, "curve": curve,
+    return {"task": task, "arm": arm, "agent": cfg.agent.name, "seed": seed, "steps": frames, "action_repeat": repeat, "horizon": horizon, "curve": curve,
             "final_success": float(final.get("held_success_rate", 0.0)), "final_any_step_success": float(final.get("success_rate", 0.0)),
             "success": f"held on more than {HELD_SUCCESS_STEPS} steps", "final_k": state["k"], "reward_scale": state["scale"]}
 
@@ -70,6 +79,11 @@ def run_one(task: str, arm: str, seed: int, frames: int, horizon: int, repeat: i
 def mean_of(values: Iterable[float]) -> float:
     values = list(values)
     return sum(values) / len(values)
+
+
+def setting(result: dict[str, Any]) -> tuple[str, int, int, str]:
+    """What a result's runs share: arm, budget, action repeat, learner (older results: repeat 1, SAC)."""
+    return result["arm"], result["steps"], result.get("action_repeat", 1), result.get("agent", "sb3_sac")
 
 
 def report() -> str:
@@ -86,25 +100,25 @@ def report() -> str:
              "results written before that criterion was used (no `success` field) count success at any step.", "",
              "Task return: the task's own dense reward on the final evaluation (not used for training). "
              "k: demo steps the agent has mastered by the progress recognizer (measured in the ads arm only).", "",
-             "| task | arm | seeds | env steps | action repeat | final success (mean) | IQM | 95% CI (IQM) | task return | final k | final gamma |",
-             "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+             "| task | arm | agent | seeds | env steps | action repeat | final success (mean) | IQM | 95% CI (IQM) | task return | final k | final gamma |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     for task in sorted({r["task"] for r in runs}):
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
         largest_budget = max(r["steps"] for r in runs if r["task"] == task)
-        budgets = {(r["arm"], r["steps"], r.get("action_repeat", 1)) for r in runs if r["task"] == task}
-        for arm, steps, repeat in sorted(budgets, key=lambda a: (a[1], a[2], a[0])):
-            mine = [r for r in runs if r["task"] == task and (r["arm"], r["steps"], r.get("action_repeat", 1)) == (arm, steps, repeat)]
+        budgets = {setting(r) for r in runs if r["task"] == task}
+        for arm, steps, repeat, agent in sorted(budgets, key=lambda a: (a[1], a[2], a[3], a[0])):
+            mine = [r for r in runs if r["task"] == task and setting(r) == (arm, steps, repeat, agent)]
             agg = aggregate([r["final_success"] for r in mine])
             ci = f"[{agg['iqm_ci'][0]:.2f}, {agg['iqm_ci'][1]:.2f}]" if "iqm_ci" in agg else "-"
             gamma = mean_of(r["curve"][-1]["gamma"] if r["curve"] else float("nan") for r in mine)
             task_return = mean_of(r["curve"][-1]["mean_return"] if r["curve"] else float("nan") for r in mine)
             k = f"{mean_of(r['final_k'] for r in mine):.1f}" if arm == "ads" else "-"
-            lines.append(f"| {task} | {arm} | {len(mine)} | {steps} | {repeat} | {agg['mean']:.2f} | {agg['iqm']:.2f} | {ci} | "
+            lines.append(f"| {task} | {arm} | {agent} | {len(mine)} | {steps} | {repeat} | {agg['mean']:.2f} | {agg['iqm']:.2f} | {ci} | "
                          f"{task_return:.0f} | {k} | {gamma:.4f} |")
             style = {"color": "C0" if arm == "ads" else "C1", "alpha": 0.7, "ls": "-" if steps == largest_budget else ":"}
             for r in mine:
                 xs = [p["step"] for p in r["curve"]]
-                label = f"{arm} ({steps // 1000}k)" if r is mine[0] else None
+                label = f"{arm}, {agent} ({steps // 1000}k)" if r is mine[0] else None
                 ax1.plot(xs, [p["success_rate"] for p in r["curve"]], label=label, **style)
                 ax2.plot(xs, [p["gamma"] for p in r["curve"]], label=label, **style)
         ax1.set_title(f"{task}: eval success rate")
