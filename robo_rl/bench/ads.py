@@ -103,7 +103,7 @@ def report() -> str:
              "| task | arm | agent | seeds | env steps | action repeat | final success (mean) | IQM | 95% CI (IQM) | task return | final k | final gamma |",
              "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     for task in sorted({r["task"] for r in runs}):
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+        fig, (ax1, ax3, ax2) = plt.subplots(1, 3, figsize=(14, 3.6))
         largest_budget = max(r["steps"] for r in runs if r["task"] == task)
         budgets = {setting(r) for r in runs if r["task"] == task}
         for arm, steps, repeat, agent in sorted(budgets, key=lambda a: (a[1], a[2], a[3], a[0])):
@@ -121,10 +121,12 @@ def report() -> str:
                 label = f"{arm}, {agent} ({steps // 1000}k)" if r is mine[0] else None
                 ax1.plot(xs, [p["success_rate"] for p in r["curve"]], label=label, **style)
                 ax2.plot(xs, [p["gamma"] for p in r["curve"]], label=label, **style)
+                ax3.plot(xs, [p["mean_return"] for p in r["curve"]], label=label, **style)
         ax1.set_title(f"{task}: eval success rate")
         ax1.set_ylim(-0.03, 1.03)
         ax2.set_title("discount over training")
-        for ax in (ax1, ax2):
+        ax3.set_title("task's own return (not trained on)")
+        for ax in (ax1, ax3, ax2):
             ax.set_xlabel("env steps")
             ax.legend()
         fig.tight_layout()
