@@ -96,8 +96,9 @@ def report() -> str:
 
     folder = results_dir() / "ads"
     runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*__s*.json"))]
-    lines = [f"Success: an episode counts when success holds on more than {HELD_SUCCESS_STEPS} steps (the paper's criterion); "
-             "results written before that criterion was used (no `success` field) count success at any step.", "",
+    older = any("success" not in r for r in runs)
+    lines = [f"Success: an episode counts when success holds on more than {HELD_SUCCESS_STEPS} steps (the paper's criterion)"
+             + ("; results written before that criterion was used (no `success` field) count success at any step." if older else "."), "",
              "Task return: the task's own dense reward on the final evaluation (not used for training). "
              "k: demo steps the agent has mastered by the progress recognizer (measured in the ads arm only).", "",
              "| task | arm | agent | seeds | env steps | action repeat | final success (mean) | IQM | 95% CI (IQM) | task return | final k | final gamma |",
