@@ -100,9 +100,10 @@ def report() -> str:
     lines = [f"Success: an episode counts when success holds on more than {HELD_SUCCESS_STEPS} steps (the paper's criterion)"
              + ("; results written before that criterion was used (no `success` field) count success at any step." if older else "."), "",
              "Task return: the task's own dense reward on the final evaluation (not used for training). "
-             "k: demo steps the agent has mastered by the progress recognizer (measured in the ads arm only).", "",
-             "| task | arm | agent | seeds | env steps | action repeat | final success (mean) | IQM | 95% CI (IQM) | task return | final k | final gamma |",
-             "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+             "k: demo steps the agent has mastered by the progress recognizer (measured in the ads arm only). "
+             "Success over training: the mean of all evaluations' success rates (less noisy than the last one).", "",
+             "| task | arm | agent | seeds | env steps | action repeat | final success (mean) | IQM | 95% CI (IQM) | success over training | task return | final k | final gamma |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
     for task in sorted({r["task"] for r in runs}):
         fig, (ax1, ax3, ax2) = plt.subplots(1, 3, figsize=(14, 3.6))
         largest_budget = max(r["steps"] for r in runs if r["task"] == task)
@@ -112,9 +113,10 @@ def report() -> str:
             agg = aggregate([r["final_success"] for r in mine])
             ci = f"[{agg['iqm_ci'][0]:.2f}, {agg['iqm_ci'][1]:.2f}]" if "iqm_ci" in agg else "-"
             gamma = mean_of(r["curve"][-1]["gamma"] if r["curve"] else float("nan") for r in mine)
+            over_training = mean_of(mean_of(p["success_rate"] for p in r["curve"]) if r["curve"] else 0.0 for r in mine)
             task_return = mean_of(r["curve"][-1]["mean_return"] if r["curve"] else float("nan") for r in mine)
             k = f"{mean_of(r['final_k'] for r in mine):.1f}" if arm == "ads" else "-"
-            lines.append(f"| {task} | {arm} | {agent} | {len(mine)} | {steps} | {repeat} | {agg['mean']:.2f} | {agg['iqm']:.2f} | {ci} | "
+            lines.append(f"| {task} | {arm} | {agent} | {len(mine)} | {steps} | {repeat} | {agg['mean']:.2f} | {agg['iqm']:.2f} | {ci} | {over_training:.2f} | "
                          f"{task_return:.0f} | {k} | {gamma:.4f} |")
             style = {"color": "C0" if arm == "ads" else "C1", "alpha": 0.7, "ls": "-" if steps == largest_budget else ":"}
             for r in mine:
