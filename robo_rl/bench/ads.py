@@ -21,7 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from statistics import fmean
+from typing import Any
 
 from robo_rl.bench import results_dir, run_unit, write_summary
 
@@ -76,11 +77,6 @@ def run_one(task: str, arm: str, seed: int, frames: int, horizon: int, repeat: i
             "success": f"held on more than {HELD_SUCCESS_STEPS} steps", "final_k": state["k"], "reward_scale": state["scale"]}
 
 
-def mean_of(values: Iterable[float]) -> float:
-    values = list(values)
-    return sum(values) / len(values)
-
-
 def setting(result: dict[str, Any]) -> tuple[str, int, int, str]:
     """What a result's runs share: arm, budget, action repeat, learner (older results: repeat 1, SAC)."""
     return result["arm"], result["steps"], result.get("action_repeat", 1), result.get("agent", "sb3_sac")
@@ -112,10 +108,10 @@ def report() -> str:
             mine = [r for r in runs if r["task"] == task and setting(r) == (arm, steps, repeat, agent)]
             agg = aggregate([r["final_success"] for r in mine])
             ci = f"[{agg['iqm_ci'][0]:.2f}, {agg['iqm_ci'][1]:.2f}]" if "iqm_ci" in agg else "-"
-            gamma = mean_of(r["curve"][-1]["gamma"] if r["curve"] else float("nan") for r in mine)
-            over_training = mean_of(mean_of(p["success_rate"] for p in r["curve"]) if r["curve"] else 0.0 for r in mine)
-            task_return = mean_of(r["curve"][-1]["mean_return"] if r["curve"] else float("nan") for r in mine)
-            k = f"{mean_of(r['final_k'] for r in mine):.1f}" if arm == "ads" else "-"
+            gamma = fmean(r["curve"][-1]["gamma"] if r["curve"] else float("nan") for r in mine)
+            over_training = fmean(fmean(p["success_rate"] for p in r["curve"]) if r["curve"] else 0.0 for r in mine)
+            task_return = fmean(r["curve"][-1]["mean_return"] if r["curve"] else float("nan") for r in mine)
+            k = f"{fmean(r['final_k'] for r in mine):.1f}" if arm == "ads" else "-"
             lines.append(f"| {task} | {arm} | {agent} | {len(mine)} | {steps} | {repeat} | {agg['mean']:.2f} | {agg['iqm']:.2f} | {ci} | {over_training:.2f} | "
                          f"{task_return:.0f} | {k} | {gamma:.4f} |")
             style = {"color": "C0" if arm == "ads" else "C1", "alpha": 0.7, "ls": "-" if steps == largest_budget else ":"}
