@@ -118,7 +118,7 @@ class Agent(abc.ABC):
     def describe(self) -> dict[str, Any]:
         cls = type(self)
         return {
-            "target": f"{cls.__module__}.{cls.__qualname__}",
+            "target": agent_name(cls),
             "config": self.config,
             "seed": self.seed,
             "observation_space": space_to_json(self.observation_space),
@@ -134,16 +134,58 @@ class Agent(abc.ABC):
         return agent_from_info(info, path, state)
 
 
+# The suite's agents, under the dotted names configs and checkpoints use. A class is resolved from
+# this table or from classes registered in this process, never by importing a name read from a file:
+# a crafted checkpoint or config cannot make the loader import (and so run) any other module.
+SUITE_AGENTS = {
+    "robo_rl.agents.sac.SAC": ("robo_rl.agents.sac", "SAC"),
+    "robo_rl.agents.sb3.SB3Agent": ("robo_rl.agents.sb3", "SB3Agent"),
+    "robo_rl.agents.srl.SRL": ("robo_rl.agents.srl", "SRL"),
+    "robo_rl.agents.symphony.Symphony": ("robo_rl.agents.symphony", "Symphony"),
+    "robo_rl.runs.RandomAgent": ("robo_rl.runs", "RandomAgent"),
+}
+_REGISTERED: dict[str, type["Agent"]] = {}
+
+
+def agent_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def register_agent(cls: type["Agent"]) -> type["Agent"]:
+    """Make a user-defined agent class loadable from configs and checkpoints (usable as a decorator).
+
+    The CLI imports the modules named in the ROBO_RL_PLUGINS environment variable (comma-separated)
+    before it reads any config or checkpoint, so such modules can register their agents."""
+    if not (isinstance(cls, type) and issubclass(cls, Agent)):
+        raise TypeError(f"register_agent needs a subclass of robo_rl Agent, got {cls!r}")
+    _REGISTERED[agent_name(cls)] = cls
+    return cls
+
+
+def known_agents() -> list[str]:
+    return sorted({*SUITE_AGENTS, *_REGISTERED})
+
+
 def agent_class(target: str, source: str | Path = "config") -> type[Agent]:
-    """Resolve a dotted class path, refusing anything that is not an Agent subclass."""
-    module_name, _, class_name = target.rpartition(".")
-    try:
-        obj = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError, ValueError):
-        raise CheckpointError(f"{source}: agent class '{target}' cannot be imported") from None
-    if not (isinstance(obj, type) and issubclass(obj, Agent)):
-        raise CheckpointError(f"{source}: '{target}' is not a robo-rl agent class")
-    return obj
+    """The agent class a config or checkpoint names, from the allow-list above only."""
+    if not isinstance(target, str):
+        raise CheckpointError(f"{source}: agent class must be a dotted name, got {target!r}")
+    if target in _REGISTERED:
+        return _REGISTERED[target]
+    if target not in SUITE_AGENTS:
+        raise CheckpointError(f"{source}: '{target}' is not a known robo-rl agent class (known: {', '.join(known_agents())};"
+                              " register your own with robo_rl.agents.base.register_agent)")
+    module_name, class_name = SUITE_AGENTS[target]
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def import_plugins(names: str | None) -> None:
+    """Import the modules a user names (ROBO_RL_PLUGINS) so that they can register agents."""
+    for name in filter(None, (n.strip() for n in (names or "").split(","))):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise CheckpointError(f"ROBO_RL_PLUGINS: module '{name}' cannot be imported ({exc})") from None
 
 
 def agent_from_info(info: Mapping[str, Any], source: str | Path, state: Mapping[str, Any] | None = None) -> Agent:

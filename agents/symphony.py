@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from robo_rl.agents.base import Agent
+from robo_rl.agents.nets import flatten_parameters, resolve_device
 from robo_rl.replay import FadingSampler, ReplayBuffer
 
 GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0  # 0.618: Adam's beta1 and the EMA factor alpha
@@ -170,22 +171,6 @@ class ActorCritic(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # Optimiser: the paper's Adam, on one flat parameter buffer
 # ---------------------------------------------------------------------------------------------
-def flatten_parameters(params: list[nn.Parameter]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Move parameters into one contiguous buffer (each parameter becomes a view of it) and give
-    them views of one contiguous gradient buffer. Optimiser and Polyak updates then cost a handful
-    of whole-buffer ops instead of a few ops per parameter tensor: on a CPU, per-op dispatch, not
-    arithmetic, dominates updates of networks this small."""
-    flat = torch.cat([p.detach().reshape(-1) for p in params])
-    flat_grad = torch.zeros_like(flat)
-    offset = 0
-    for p in params:
-        n = p.numel()
-        p.data = flat[offset : offset + n].view_as(p)
-        p.grad = flat_grad[offset : offset + n].view_as(p)
-        offset += n
-    return flat, flat_grad
-
-
 class SymphonyAdam:
     """The paper's Adam on a flat parameter buffer:
     m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p <- p - lr (m/(sqrt(v)+eps) + wd p). No bias correction."""
@@ -221,21 +206,6 @@ class SymphonyAdam:
 # ---------------------------------------------------------------------------------------------
 # The agent
 # ---------------------------------------------------------------------------------------------
-def resolve_device(name: str) -> torch.device:
-    """agent.device: 'cpu', 'cuda', 'cuda:N' or 'auto' (a GPU when there is one)."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"agent.device: unknown device '{name}' (cpu, cuda, cuda:N or auto)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"agent.device={name}, but torch sees no CUDA device here")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"agent.device: '{name}' is not supported (cpu, cuda, cuda:N or auto)")
-    return device
-
-
 class Symphony(Agent):
     random_warmup = False  # exploration uses the untrained actor plus noise, never uniform actions
 

@@ -21,6 +21,7 @@ Bad input prints one line naming the bad key or value and exits with code 2.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -257,6 +258,7 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "deploy": cmd_deploy, "fas": c
 
 
 def main(argv: list[str] | None = None) -> int:
+    from robo_rl.agents.base import import_plugins
     from robo_rl.checkpoint import CheckpointError
     from robo_rl.config import ConfigError
     from robo_rl.train import TrainingInterrupted
@@ -269,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     if command is None:
         return _fail(f"unknown command '{argv[0]}' (valid: {', '.join(COMMANDS)})")
     try:
+        import_plugins(os.environ.get("ROBO_RL_PLUGINS"))  # a user's own agents, registered before anything loads
         return command(argv[1:])
     except (ConfigError, UsageError, CheckpointError) as exc:
         return _fail(str(exc))

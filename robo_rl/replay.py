@@ -29,25 +29,44 @@ class ReplayBuffer:
     ) -> None:
         if capacity <= 0:
             raise ValueError(f"replay capacity must be positive, got {capacity}")
-        self.capacity = int(capacity)
-        self.obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
-        self.next_obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
-        self.action = np.zeros((capacity, action_dim), dtype=np.float32)
-        self.reward = np.zeros((capacity, 1), dtype=np.float32)
-        self.terminated = np.zeros((capacity, 1), dtype=np.float32)
+        self.obs_shape, self.action_dim, self.obs_dtype = tuple(obs_shape), int(action_dim), obs_dtype
+        self._allocate(int(capacity))
         self.pos = 0  # next slot to write
         self.size = 0  # filled slots
         self.added = 0  # transitions ever added (ages are derived from it)
         self.last_index = -1
-        # Which transition (its number in order of adding) each slot holds: after `tile` several slots
-        # hold copies of one transition, and a reward relabeled later must reach every copy.
-        self.origin = np.full(capacity, -1, dtype=np.int64)
-        self.tiled = False
+        self.tiled = False  # copies of one transition in several slots (see `tile` and `origin`)
         self.rng = np.random.default_rng(seed)
         # Symphony's rule: when the oldest transition is terminal, it is moved to the newest end
         # instead of being overwritten next, so terminal transitions (rare, and the only ones that
         # teach falling) stay in memory.
         self.keep_terminals = bool(keep_terminals)
+
+    def _allocate(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.obs = np.zeros((capacity, *self.obs_shape), dtype=self.obs_dtype)
+        self.next_obs = np.zeros((capacity, *self.obs_shape), dtype=self.obs_dtype)
+        self.action = np.zeros((capacity, self.action_dim), dtype=np.float32)
+        self.reward = np.zeros((capacity, 1), dtype=np.float32)
+        self.terminated = np.zeros((capacity, 1), dtype=np.float32)
+        # Which transition (its number in order of adding) each slot holds: after `tile` several slots
+        # hold copies of one transition, and a reward relabeled later must reach every copy.
+        self.origin = np.full(capacity, -1, dtype=np.int64)
+
+    def grow(self, capacity: int) -> None:
+        """Enlarge the store (a run resumed with a larger budget) keeping every transition, their order
+        and so their ages: the ring is unrolled oldest-first into the new arrays."""
+        if capacity <= self.capacity:
+            return
+        order = (self.oldest + np.arange(self.size)) % self.capacity  # slots, oldest to newest
+        kept = {name: getattr(self, name)[order] for name in (*FIELDS, "origin")}
+        old_capacity, oldest = self.capacity, self.oldest
+        self._allocate(int(capacity))
+        for name, values in kept.items():
+            getattr(self, name)[: self.size] = values
+        if self.last_index >= 0:
+            self.last_index = int((self.last_index - oldest) % old_capacity)
+        self.pos = self.size
 
     def __len__(self) -> int:
         return self.size
@@ -115,6 +134,16 @@ class ReplayBuffer:
     def gather(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
         return {name: torch.from_numpy(getattr(self, name)[idx]) for name in FIELDS}
 
+    def batch_buffers(self, batch_size: int) -> dict[str, np.ndarray]:
+        """Preallocated arrays for `gather_into`: one batch of every field."""
+        return {name: np.empty((batch_size, *getattr(self, name).shape[1:]), dtype=getattr(self, name).dtype)
+                for name in FIELDS}
+
+    def gather_into(self, idx: np.ndarray, out: dict[str, np.ndarray]) -> None:
+        """Copy the transitions at `idx` into preallocated arrays (no allocation per batch)."""
+        for name in FIELDS:
+            np.take(getattr(self, name), idx, axis=0, out=out[name])
+
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
         return self.gather(self.sample_indices(batch_size))
 
@@ -126,8 +155,12 @@ class ReplayBuffer:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["capacity"] != self.capacity:
-            raise ValueError(f"replay capacity {state['capacity']} in checkpoint, {self.capacity} configured")
+        """Restore a stored store. A checkpoint of another capacity (a run resumed with another budget)
+        is restored at its own capacity and then grown to the configured one; it is never shrunk, so no
+        stored transition is lost."""
+        configured = self.capacity
+        if int(state["capacity"]) != self.capacity:
+            self._allocate(int(state["capacity"]))
         size = state["size"]
         for name in FIELDS:
             stored = np.asarray(state[name])
@@ -140,6 +173,7 @@ class ReplayBuffer:
             self.tiled = bool(int(state.get("tiled", 0)))
         self.pos, self.size, self.added = state["pos"], size, state["added"]
         self.rng.bit_generator.state = state["rng"]
+        self.grow(configured)
 
 
 def fading_weights(n: int) -> np.ndarray:

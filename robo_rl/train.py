@@ -247,7 +247,8 @@ class Trainer:
                 metrics = self.agent.train_step(self.replay) if self.step >= self.agent.learning_starts else {}
                 if logger is not None and metrics and self.step % self.log_every == 0:
                     now = time.perf_counter()
-                    logger.record(self.step, metrics, "train")
+                    # agents may hand back tensors: they become numbers only here, once per log_every
+                    logger.record(self.step, {k: float(v) for k, v in metrics.items()}, "train")
                     logger.record(self.step, {"steps_per_second": (self.step - s_log) / (now - t_log)}, "time")
                     t_log, s_log = now, self.step
                 if self.eval_env is not None and self.eval_every > 0 and self.step % self.eval_every == 0:

@@ -37,10 +37,41 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip -q --disable-pip-version-check)
-"$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null || {
-  echo "setup: installing torch==$TORCH_VERSION (CPU build)"
-  "${PIP[@]}" install "torch==$TORCH_VERSION"
+# torch: the CPU build unless TORCH_CUDA=1. PyTorch's CPU wheel index is asked first (a plain
+# `pip install torch` from the public index resolves to the multi-GB CUDA build); where that index
+# cannot be reached, the plain install is tried, and the result is checked either way.
+TORCH_CUDA=${TORCH_CUDA:-0}
+TORCH_CPU_INDEX=${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}
+torch_ok() {
+  "$VENV/bin/python" - "$TORCH_VERSION" "$TORCH_CUDA" <<'PY' 2>/dev/null
+import sys
+import torch
+version, want_cuda = sys.argv[1], sys.argv[2] == "1"
+sys.exit(torch.__version__.split("+")[0] != version or (torch.version.cuda is not None) != want_cuda)
+PY
 }
+if ! torch_ok; then
+  if [ "$TORCH_CUDA" = "1" ]; then
+    echo "setup: installing torch==$TORCH_VERSION (CUDA build, TORCH_CUDA=1)"
+    "${PIP[@]}" install "torch==$TORCH_VERSION"
+  else
+    echo "setup: installing torch==$TORCH_VERSION (CPU build)"
+    "${PIP[@]}" install --timeout 30 --retries 1 --index-url "$TORCH_CPU_INDEX" "torch==$TORCH_VERSION" 2>/dev/null || {
+      echo "setup: PyTorch's CPU index is not reachable; trying the default package index"
+      "${PIP[@]}" install "torch==$TORCH_VERSION"
+    }
+  fi
+  if ! torch_ok; then
+    "$VENV/bin/python" -c "import torch; print(f'setup: installed torch {torch.__version__}, CUDA {torch.version.cuda}')" >&2 || true
+    if [ "$TORCH_CUDA" = "1" ]; then
+      echo "setup: torch==$TORCH_VERSION with CUDA did not install" >&2
+    else
+      echo "setup: the installed torch is not the CPU build of $TORCH_VERSION; install it by hand with" >&2
+      echo "setup:   $VENV/bin/pip install --index-url $TORCH_CPU_INDEX torch==$TORCH_VERSION   (or set TORCH_CUDA=1 for the GPU build)" >&2
+    fi
+    exit 1
+  fi
+fi
 echo "setup: installing robo-rl and its pinned dependencies"
 "${PIP[@]}" install -e ".[ray,test]"
 touch "$VENV/.installed"

@@ -9,7 +9,7 @@ from robo_rl.agents.srl import SRL
 from robo_rl.envs import env_config, make_env
 from robo_rl.replay import ReplayBuffer
 
-CONFIG = {"sequence_length": 4, "hidden": 64, "gru_hidden": 64, "model_hidden": 64, "batch_size": 64,
+CONFIG = {"sequence_length": 4, "net_arch": [64, 64], "gru_hidden": 64, "batch_size": 64,
           "learning_rate": 1e-3, "model_learning_rate": 1e-3}
 
 
@@ -55,11 +55,7 @@ def test_model_prediction_loss_falls_on_real_transitions():
     with torch.no_grad():
         before = float(agent.model_loss(held_out))
     for _ in range(300):
-        batch = replay.gather(replay.rng.integers(0, 2500, size=64))
-        loss = agent.model_loss(batch)
-        agent.model_opt.zero_grad()
-        loss.backward()
-        agent.model_opt.step()
+        agent.other_losses(replay.gather(replay.rng.integers(0, 2500, size=64)))  # the model's own update
     with torch.no_grad():
         after = float(agent.model_loss(held_out))
     assert after < 0.5 * before, (before, after)
@@ -72,28 +68,28 @@ def test_temporal_recall_scores_actions_at_model_states_and_moves_only_the_actor
     obs = batch["obs"].float()
     alpha = torch.tensor(0.1)
     torch.manual_seed(0)
-    loss_a, _ = agent.actor_loss(obs, alpha)
+    loss_a, _ = agent.policy_loss(obs, alpha)
     with torch.no_grad():   # a different model changes the states the later actions are scored at
         for p in agent.model.parameters():
             p.add_(0.5 * torch.randn_like(p))
     torch.manual_seed(0)
-    loss_b, _ = agent.actor_loss(obs, alpha)
+    loss_b, _ = agent.policy_loss(obs, alpha)
     assert not torch.isclose(loss_a, loss_b)
     one_step = make_agent(env, sequence_length=1)
     one_step.actor.load_state_dict(agent.actor.state_dict())
     one_step.critic.load_state_dict(agent.critic.state_dict())
     torch.manual_seed(0)
-    loss_c, _ = one_step.actor_loss(obs, alpha)
+    loss_c, _ = one_step.policy_loss(obs, alpha)
     with torch.no_grad():   # with J = 1 the model plays no part
         for p in one_step.model.parameters():
             p.add_(0.5 * torch.randn_like(p))
     torch.manual_seed(0)
-    assert torch.isclose(loss_c, one_step.actor_loss(obs, alpha)[0])
-    # One update: the actor moves, the critic is not moved by the actor's loss.
-    agent.critic.requires_grad_(False)
-    agent.actor_opt.zero_grad()
+    assert torch.isclose(loss_c, one_step.policy_loss(obs, alpha)[0])
+    # The actor's loss reaches the actor (through the GRU), never the critic's weights.
+    agent.critic_params.zero_grad()
+    agent.actor_params.zero_grad()
     loss_a.backward()
-    assert all(p.grad is None for p in agent.critic.parameters())
+    assert float(agent.critic_params.grad.abs().sum()) == 0.0
     assert sum(float(p.grad.abs().sum()) for p in agent.actor.gru.parameters()) > 0
 
 
@@ -111,7 +107,7 @@ def test_srl_at_a_slow_decision_rate_beats_random(cli, tmp_path):
     run = tmp_path / "run"
     result = cli("train", "agent=srl", "env=inverted_pendulum", "train.steps=4000", "train.eval_every=4000",
                  "train.eval_episodes=5", "train.video_steps=0", "train.progress=false", "agent.learning_starts=1000",
-                 "agent.sequence_length=4", "agent.hidden=64", "agent.gru_hidden=64", "agent.model_hidden=64",
+                 "agent.sequence_length=4", "agent.net_arch=[64,64]", "agent.gru_hidden=64",
                  "agent.learning_rate=1e-3", f"hydra.run.dir={run}", "threads=1")
     assert result.returncode == 0, result.stderr[-2000:]
     final = json.loads((run / "eval.json").read_text())

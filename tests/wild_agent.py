@@ -1,13 +1,17 @@
-"""A misbehaving policy for the deploy fault tests: huge, NaN or raising actions."""
+"""A misbehaving policy for the deploy fault tests: huge, NaN or raising actions.
+
+A user-defined agent: processes that load its checkpoints import this module first
+(ROBO_RL_PLUGINS=wild_agent with tests/ on PYTHONPATH), which registers the class."""
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
-from robo_rl.agents.base import Agent
+from robo_rl.agents.base import Agent, register_agent
 
 
+@register_agent
 class WildAgent(Agent):
     """config mode: 'huge' (+-1e6 alternating), 'nan' (NaN every other call), 'raise' (error at call 5)."""
 

@@ -135,11 +135,6 @@ def matmul_peak(seconds: float = 2.0) -> dict[str, Any]:
             "steps_per_second": 0.0}
 
 
-def _fake_batch(obs_dim: int, act_dim: int, batch: int) -> dict[str, torch.Tensor]:
-    return {"obs": torch.randn(batch, obs_dim), "action": torch.rand(batch, act_dim) * 2 - 1,
-            "reward": torch.randn(batch, 1), "next_obs": torch.randn(batch, obs_dim), "terminated": torch.zeros(batch, 1)}
-
-
 def flops_per_update(agent: Any) -> float:
     """FLOPs of one gradient update (forward + backward + optimiser), counted by torch."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -150,15 +145,15 @@ def flops_per_update(agent: Any) -> float:
     replay = ReplayBuffer((obs_dim,), act_dim, capacity=1024)
     for _ in range(1024):
         replay.add(np.random.randn(obs_dim), np.random.uniform(-1, 1, act_dim), 1.0, np.random.randn(obs_dim), False)
-    if hasattr(agent, "update"):  # robo-rl agents: one update on a batch
+    if hasattr(agent, "updates"):  # robo-rl agents: one train_step, divided by its updates
         agent.train_step(replay)  # first call may set up (Symphony fills its buffer)
-        batch = _fake_batch(obs_dim, act_dim, agent.batch_size)
         with FlopCounterMode(display=False) as counter:
-            agent.update(batch)
-    else:  # the SB3 adapter: one SB3 train() call with one gradient step
-        agent.replay_view.store = replay
-        with FlopCounterMode(display=False) as counter:
-            agent.model.train(gradient_steps=1, batch_size=agent.batch_size)
+            agent.train_step(replay)
+        return float(counter.get_total_flops()) / int(getattr(agent, "updates_per_step", 1))
+    # the SB3 adapter: one SB3 train() call with one gradient step
+    agent.replay_view.store = replay
+    with FlopCounterMode(display=False) as counter:
+        agent.model.train(gradient_steps=1, batch_size=agent.batch_size)
     return float(counter.get_total_flops())
 
 

@@ -1,0 +1,220 @@
+"""Soft Actor-Critic (Haarnoja et al., 2018, "Soft Actor-Critic Algorithms and Applications",
+arXiv 1812.05905), with automatic entropy tuning toward a target entropy of -|A|.
+
+Readable top to bottom, and fast on a CPU. The maths is Stable-Baselines3's SAC (the suite's baseline),
+update for update:
+  critic:  y = r + gamma (1 - terminated) [min_i Q'_i(s', a') - alpha log pi(a'|s')],  a' ~ pi(.|s')
+           L_Q = 1/2 sum_i mean (Q_i(s, a) - y)^2
+  actor:   L_pi = mean [alpha log pi(a~|s) - min_i Q_i(s, a~)],  a~ ~ pi(.|s), with the critic just updated
+  entropy: L_alpha = -mean [log alpha (log pi(a~|s) + target_entropy)],  alpha = exp(log alpha)
+  target:  Q' <- (1 - tau) Q' + tau Q after every update
+with a tanh-squashed diagonal Gaussian policy (log std clamped to [-20, 2]) and ReLU MLPs.
+
+What makes it fast (same maths, fewer and larger ops; measured in `robo-rl bench throughput`):
+  * the twin critics are one `BatchedMLP`: one batched matmul per layer for both;
+  * the actor's loss goes through the critic with its weights detached, so backward skips the
+    critic's weight gradients it would throw away;
+  * each network's parameters live in one flat buffer: one fused Adam step and one `lerp_` for the
+    Polyak update, instead of a few ops per parameter tensor;
+  * batches are gathered from the replay store straight into preallocated arrays;
+  * metrics stay tensors (no host synchronisation per update): they become numbers only when logged.
+torch.compile was measured on this update on CPUs and made it slower (graph breaks at backward and the
+optimiser steps; compiling the losses alone gained nothing), so it is not used; precision is fp32.
+
+SRL (agents/srl.py) builds on this class: it keeps the critic, entropy tuning, target update and
+update order, and replaces the actor and the actor's loss.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Mapping
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from robo_rl.agents.base import Agent
+from robo_rl.agents.nets import BatchedMLP, FlatParameters, resolve_device
+
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def squashed_gaussian(mean: torch.Tensor, log_std: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """a = tanh(u), u ~ N(mean, exp(log_std)); returns a and log pi(a), summed over action dims.
+
+    The tanh change of variables is log(1 - tanh(u)^2 + 1e-6), as in SB3."""
+    log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+    noise = torch.zeros_like(mean) if deterministic else torch.randn_like(mean)
+    pre_tanh = mean + log_std.exp() * noise
+    action = torch.tanh(pre_tanh)
+    log_prob = -0.5 * noise.pow(2) - log_std - HALF_LOG_2PI - torch.log1p(-action.pow(2) + 1e-6)
+    return action, log_prob.sum(-1)
+
+
+class Actor(nn.Module):
+    """obs -> ReLU MLP -> (mean, log std) -> tanh-squashed Gaussian action in [-1, 1]."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: list[int]) -> None:
+        super().__init__()
+        self.net = BatchedMLP(1, obs_dim, hidden, 2 * action_dim)
+
+    def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.net(obs)[0].chunk(2, dim=-1)
+        return squashed_gaussian(mean, log_std, deterministic)
+
+
+def option(config: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
+    """config[key] as `kind`, with a one-line error naming the key (a config value of the wrong type)."""
+    value = config.get(key, default)
+    if value is None:
+        value = default
+    try:
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"agent.{key} expects {kind.__name__}, got {value!r}") from None
+
+
+class SAC(Agent):
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Mapping[str, Any], seed: int = 0) -> None:
+        super().__init__(observation_space, action_space, config, seed)
+        c = self.config
+        if len(self.observation_space.shape) != 1:
+            raise ValueError(f"{type(self).__name__} takes flat state observations, got shape {self.observation_space.shape}")
+        self.obs_dim = int(np.prod(self.observation_space.shape))
+        self.hidden = [int(h) for h in c.get("net_arch", [256, 256])]
+        self.batch_size = option(c, "batch_size", int, 256)
+        self.gamma, self.tau = option(c, "gamma", float, 0.99), option(c, "tau", float, 0.005)
+        self.learning_rate = option(c, "learning_rate", float, 3e-4)
+        self.target_entropy = -float(self.action_dim) if c.get("target_entropy", "auto") == "auto" \
+            else option(c, "target_entropy", float, -self.action_dim)
+        if self.batch_size < 1 or not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"agent.batch_size and agent.net_arch must be positive, got {self.batch_size}, {self.hidden}")
+        self.device = resolve_device(str(c.get("device", "cpu")))
+
+        torch.manual_seed(self.seed)  # built on the CPU, then moved: the same seed gives the same weights anywhere
+        self.actor = self.build_actor().to(self.device)
+        self.critic = BatchedMLP(2, self.obs_dim + self.action_dim, self.hidden, 1).to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.zeros(1, device=self.device, requires_grad=True)  # alpha starts at 1, as SB3's ent_coef "auto"
+        self.build_optimizers()
+        self._batch: dict[str, np.ndarray] | None = None
+        self.updates = 0
+
+    # --- pieces a subclass replaces (SRL) -------------------------------------------------------
+    def build_actor(self) -> nn.Module:
+        return Actor(self.obs_dim, self.action_dim, self.hidden)
+
+    def policy_loss(self, obs: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The actor's loss and the log-probabilities the entropy temperature is tuned on."""
+        action, log_prob = self.actor(obs)
+        q = self.q_min(obs, action, detach_weights=True)
+        return (alpha * log_prob - q).mean(), log_prob.detach()
+
+    def next_action(self, next_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The bootstrap action a' ~ pi(.|s') and its log-probability."""
+        return self.actor(next_obs)
+
+    def other_losses(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Extra learners updated from the same batch before the critic (SRL's model)."""
+        return {}
+
+    def build_optimizers(self) -> None:
+        """One flat buffer and one fused Adam per learner."""
+        fused = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
+        self.actor_params = FlatParameters(list(self.actor.parameters()))
+        self.critic_params = FlatParameters(list(self.critic.parameters()))
+        self.target_params = FlatParameters(list(self.critic_target.parameters()))
+        self.log_alpha.grad = torch.zeros_like(self.log_alpha)
+        self.actor_opt = torch.optim.Adam([self.actor_params.flat], lr=self.learning_rate, **fused)
+        self.critic_opt = torch.optim.Adam([self.critic_params.flat], lr=self.learning_rate, **fused)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=self.learning_rate, **fused)
+
+    # --- acting ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device).view(1, -1)
+        action, _ = self.actor(obs_t, deterministic=deterministic)
+        return action[0].cpu().numpy()
+
+    # --- learning -------------------------------------------------------------------------------
+    def q_min(self, obs: torch.Tensor, action: torch.Tensor, detach_weights: bool = False, target: bool = False) -> torch.Tensor:
+        critic = self.critic_target if target else self.critic
+        return critic(torch.cat([obs, action], dim=-1), detach_weights=detach_weights).min(dim=0).values.squeeze(-1)
+
+    @staticmethod
+    def _step(loss: torch.Tensor, params: Any, optimizer: torch.optim.Optimizer) -> None:
+        params.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def update(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, next_obs: torch.Tensor,
+               terminated: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One SAC update on a batch (rewards and terminated flags as (B,) vectors)."""
+        metrics = self.other_losses({"obs": obs, "action": action, "next_obs": next_obs})
+        alpha = self.log_alpha.exp().detach()
+        with torch.no_grad():
+            next_action, next_log_prob = self.next_action(next_obs)
+            soft_value = self.q_min(next_obs, next_action, target=True) - alpha * next_log_prob
+            target = reward + self.gamma * (1.0 - terminated) * soft_value
+        q = self.critic(torch.cat([obs, action], dim=-1)).squeeze(-1)  # (2, B)
+        critic_loss = (q - target).pow(2).mean()  # = 1/2 (mse_1 + mse_2): both heads see B samples
+        self._step(critic_loss, self.critic_params, self.critic_opt)
+
+        actor_loss, log_prob = self.policy_loss(obs, alpha)
+        self._step(actor_loss, self.actor_params, self.actor_opt)
+
+        alpha_loss = -(self.log_alpha * (log_prob + self.target_entropy)).mean()
+        self.log_alpha.grad.zero_()
+        alpha_loss.backward()
+        self.alpha_opt.step()
+
+        with torch.no_grad():
+            self.target_params.flat.lerp_(self.critic_params.flat, self.tau)
+        metrics.update(critic_loss=critic_loss.detach(), actor_loss=actor_loss.detach(), alpha=alpha[0],
+                       entropy=-log_prob.mean())
+        return metrics
+
+    def sample(self, replay: Any) -> dict[str, torch.Tensor]:
+        """A uniform batch gathered into preallocated arrays (one copy, no new tensors per update)."""
+        if self._batch is None:
+            self._batch = replay.batch_buffers(self.batch_size)
+            self._batch_tensors = {k: torch.from_numpy(v) for k, v in self._batch.items()}
+        replay.gather_into(replay.sample_indices(self.batch_size), self._batch)
+        batch = self._batch_tensors
+        if self.device.type != "cpu":
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        return batch
+
+    def train_step(self, replay: Any) -> dict[str, torch.Tensor]:
+        b = self.sample(replay)
+        metrics = self.update(b["obs"].float(), b["action"], b["reward"].view(-1), b["next_obs"].float(),
+                               b["terminated"].view(-1))
+        self.updates += 1
+        return metrics
+
+    # --- checkpoints ----------------------------------------------------------------------------
+    def networks(self) -> dict[str, nn.Module]:
+        return {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"actor_opt": self.actor_opt, "critic_opt": self.critic_opt, "alpha_opt": self.alpha_opt}
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {name: net.state_dict() for name, net in self.networks().items()}
+        state.update({name: opt.state_dict() for name, opt in self.optimizers().items()})
+        state.update(log_alpha=self.log_alpha.detach().clone(), updates=self.updates)
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for name, net in self.networks().items():
+            net.load_state_dict(state[name])  # copies into the flat buffers' views
+        for name, opt in self.optimizers().items():
+            opt.load_state_dict(state[name])
+        with torch.no_grad():
+            self.log_alpha.copy_(torch.as_tensor(state["log_alpha"]))
+        self.updates = int(state["updates"])
