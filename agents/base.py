@@ -50,6 +50,19 @@ def check_box(space: gym.Space, what: str) -> gym.spaces.Box:
     return space
 
 
+def option(config: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
+    """config[key] as `kind`, with a one-line error naming the key (a config value of the wrong type)."""
+    value = config.get(key, default)
+    if value is None:
+        value = default
+    try:
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"agent.{key} expects {kind.__name__}, got {value!r}") from None
+
+
 class Agent(abc.ABC):
     """Base class: subclasses build their networks in __init__ from spaces, config and seed."""
 

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robo_rl.agents.base import Agent
+from robo_rl.agents.base import Agent, option
 from robo_rl.agents.nets import BatchedMLP, FlatParameters, resolve_device
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
@@ -66,19 +66,6 @@ class Actor(nn.Module):
         return squashed_gaussian(mean, log_std, deterministic)
 
 
-def option(config: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
-    """config[key] as `kind`, with a one-line error naming the key (a config value of the wrong type)."""
-    value = config.get(key, default)
-    if value is None:
-        value = default
-    try:
-        if kind is int and isinstance(value, float) and not value.is_integer():
-            raise ValueError
-        return kind(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"agent.{key} expects {kind.__name__}, got {value!r}") from None
-
-
 class SAC(Agent):
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Mapping[str, Any], seed: int = 0) -> None:
         super().__init__(observation_space, action_space, config, seed)
@@ -100,7 +87,11 @@ class SAC(Agent):
         self.actor = self.build_actor().to(self.device)
         self.critic = BatchedMLP(2, self.obs_dim + self.action_dim, self.hidden, 1).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.log_alpha = torch.zeros(1, device=self.device, requires_grad=True)  # alpha starts at 1, as SB3's ent_coef "auto"
+        # alpha starts at `initial_alpha` (1, as SB3's ent_coef "auto"; SB3's "auto_0.1" is initial_alpha 0.1)
+        initial_alpha = option(c, "initial_alpha", float, 1.0)
+        if initial_alpha <= 0:
+            raise ValueError(f"agent.initial_alpha must be > 0, got {initial_alpha}")
+        self.log_alpha = torch.full((1,), math.log(initial_alpha), device=self.device, requires_grad=True)
         self.build_optimizers()
         self._batch: dict[str, np.ndarray] | None = None
         self.updates = 0

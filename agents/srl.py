@@ -43,7 +43,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from robo_rl.agents.nets import BatchedMLP, FlatParameters
-from robo_rl.agents.sac import SAC, option, squashed_gaussian
+from robo_rl.agents.base import option
+from robo_rl.agents.sac import SAC, squashed_gaussian
 
 
 class SequenceActor(nn.Module):

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robo_rl.agents.base import Agent
+from robo_rl.agents.base import Agent, option
 from robo_rl.agents.nets import flatten_parameters, resolve_device
 from robo_rl.replay import FadingSampler, ReplayBuffer
 
@@ -212,16 +212,16 @@ class Symphony(Agent):
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Mapping[str, Any], seed: int = 0) -> None:
         super().__init__(observation_space, action_space, config, seed)
         c = self.config
-        self.hidden = int(c.get("hidden", 512))
-        self.critic_heads = int(c.get("critic_heads", 3))
-        self.batch_size = int(c.get("batch_size") or self.critic_heads * (self.hidden // 4))
-        self.updates_per_step = int(c.get("updates_per_step", 3))
-        self.explore_steps = int(c.get("explore_steps", 20480))
-        self.times = int(c.get("times", 25))
-        self.gamma = float(c.get("gamma", 0.99))
-        self.tau = float(c.get("tau", 0.005))
-        self.ema_alpha = float(c.get("ema_alpha", GOLDEN))
-        self.quiet_steps = int(c.get("quiet_steps", 50))  # A-term off this close to the time limit
+        self.hidden = option(c, "hidden", int, 512)
+        self.critic_heads = option(c, "critic_heads", int, 3)
+        self.batch_size = option(c, "batch_size", int, self.critic_heads * (self.hidden // 4))
+        self.updates_per_step = option(c, "updates_per_step", int, 3)
+        self.explore_steps = option(c, "explore_steps", int, 20480)
+        self.times = option(c, "times", int, 25)
+        self.gamma = option(c, "gamma", float, 0.99)
+        self.tau = option(c, "tau", float, 0.005)
+        self.ema_alpha = option(c, "ema_alpha", float, GOLDEN)
+        self.quiet_steps = option(c, "quiet_steps", int, 50)  # A-term off this close to the time limit
         self.learning_starts = self.explore_steps
         self.replay_size = self.explore_steps * self.times
         if len(observation_space.shape) != 1:
@@ -234,7 +234,7 @@ class Symphony(Agent):
 
         torch.manual_seed(self.seed)
         obs_dim = int(np.prod(observation_space.shape))
-        dropout = float(c.get("gradient_dropout", 0.7))
+        dropout = option(c, "gradient_dropout", float, 0.7)
         # Built on the CPU, then moved: the same seed gives the same initial weights on any device.
         self.nets = ActorCritic(obs_dim, self.action_dim, self.hidden, self.critic_heads, dropout).to(self.device)
         # Critic parameters first, so that they form one contiguous slice of the flat buffer.
@@ -246,8 +246,8 @@ class Symphony(Agent):
         self.target_flat, _ = flatten_parameters(list(self.target_critic.parameters()))
         for p in self.target_critic.parameters():
             p.grad = None
-        self.optimizer = SymphonyAdam(self.flat_params, flat_grads, lr=float(c.get("learning_rate", 5e-5)),
-                                      weight_decay=float(c.get("weight_decay", 0.01)))
+        self.optimizer = SymphonyAdam(self.flat_params, flat_grads, lr=option(c, "learning_rate", float, 5e-5),
+                                      weight_decay=option(c, "weight_decay", float, 0.01))
         self.sampler = FadingSampler()
         # torch.compile fuses the many small element-wise ops (ReSine, LayerNorm, gradient dropout)
         # of forward and backward; it pays off only for runs long enough to amortise compiling.

@@ -2,7 +2,8 @@
 
   robo-rl train [key=value ...] [-m]     train (Hydra overrides; -m/--multirun sweeps, e.g. seed=0,1,2)
   robo-rl train resume=<run dir>         continue a run from its last checkpoint
-  robo-rl eval run=<run dir> [episodes=10] [video=true]
+  robo-rl eval run=<run dir> [episodes=10] [seed=20000] [video=true]
+                                         writes eval_s<seed>_<episodes>ep.json beside the run's eval.json
   robo-rl deploy checkpoint=<run dir> [robot=sim_arm] [transport=rospy|rosbridge] [dry_run=true] [key=value ...]
                                          run a trained policy on a ROS arm behind the safety layer
   robo-rl fas run=<run dir> [intervals=1,2,4,8,16] [episodes=5] [reference=<return>]
@@ -14,7 +15,8 @@
   robo-rl demos fit kind=perceptual|process demos=<a.h5[,b.h5]> features=<net> out=<reward>
                     [cameras=corner,corner2] [adapt=<new-task.h5>] [steps=1500]
                                          fit a learned reward; use it with reward=<kind> reward.model=<reward>
-  robo-rl bench <name> [--quick]         benchmarks: throughput, learn, ros, fas, rewards
+  robo-rl bench <name> [options]         benchmarks: throughput, learn, ros, fas, rewards, ads
+                                         (robo-rl bench <name> --help lists a benchmark's options)
   robo-rl options <group>                list the choices of a config group (agent, env, reward, train)
 
 Bad input prints one line naming the bad key or value and exits with code 2.
@@ -40,6 +42,14 @@ def _fail(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
+def _boolean(raw: str) -> bool:
+    if raw.lower() in ("1", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "false", "no"):
+        return False
+    raise ValueError(raw)
+
+
 def _key_values(args: list[str], allowed: dict[str, type]) -> dict[str, object]:
     values: dict[str, object] = {}
     for arg in args:
@@ -48,9 +58,10 @@ def _key_values(args: list[str], allowed: dict[str, type]) -> dict[str, object]:
             raise UsageError(f"unknown argument '{arg}' (valid: {', '.join(k + '=' for k in allowed)})")
         kind = allowed[key]
         try:
-            values[key] = raw.lower() in ("1", "true", "yes") if kind is bool else kind(raw)
+            values[key] = _boolean(raw) if kind is bool else kind(raw)
         except ValueError:
-            raise UsageError(f"argument '{key}' expects {kind.__name__}, got '{raw}'") from None
+            expected = "true or false" if kind is bool else kind.__name__
+            raise UsageError(f"argument '{key}' expects {expected}, got '{raw}'") from None
     return values
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -75,14 +76,20 @@ class RunLogger:
 
 
 class ProgressBar:
-    """Steps, steps/s, ETA and the last evaluation return on one line (rich)."""
+    """Steps, steps/s, ETA and the last evaluation return: a live bar (rich) on a terminal; elsewhere
+    (CI logs, `make demo > log`) a plain line every `plain_every` steps and at the end."""
 
-    def __init__(self, total: int, start: int = 0, enabled: bool = True, label: str = "train") -> None:
+    def __init__(self, total: int, start: int = 0, enabled: bool = True, label: str = "train",
+                 plain_every: int = 2000, stream: Any = None) -> None:
         self.enabled = enabled
-        self.total = total
+        self.total, self.label = total, label
         self._t0, self._s0 = time.perf_counter(), start
         self.last_eval = "-"
-        if not enabled:
+        self.stream = stream if stream is not None else sys.stdout
+        self.plain = enabled and not (hasattr(self.stream, "isatty") and self.stream.isatty())
+        self.plain_every, self._next_plain = int(plain_every), start + int(plain_every)
+        self._last_step = start
+        if not enabled or self.plain:
             return
         self.progress = Progress(
             TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
@@ -96,14 +103,33 @@ class ProgressBar:
         elapsed = time.perf_counter() - self._t0
         return (step - self._s0) / elapsed if elapsed > 0 else 0.0
 
+    def line(self, step: int) -> str:
+        sps = self.steps_per_second(step)
+        eta = (self.total - step) / sps if sps > 0 else float("nan")
+        eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta == eta else "-"
+        return (f"{self.label}: step {step}/{self.total} ({100 * step / max(self.total, 1):.0f}%), {sps:.0f} steps/s, "
+                f"ETA {eta_text}, last eval {self.last_eval}")
+
     def update(self, step: int, eval_return: float | None = None) -> None:
         if eval_return is not None:
             self.last_eval = f"{eval_return:.1f}"
-        if self.enabled:
-            self.progress.update(self.task, completed=step, sps=f"{self.steps_per_second(step):.0f}", eval=self.last_eval)
+        self._last_step = step
+        if not self.enabled:
+            return
+        if self.plain:
+            if step >= self._next_plain:
+                print(self.line(step), file=self.stream, flush=True)
+                while self._next_plain <= step:
+                    self._next_plain += self.plain_every
+            return
+        self.progress.update(self.task, completed=step, sps=f"{self.steps_per_second(step):.0f}", eval=self.last_eval)
 
     def close(self) -> None:
-        if self.enabled:
+        if not self.enabled:
+            return
+        if self.plain:
+            print(self.line(self._last_step), file=self.stream, flush=True)
+        else:
             self.progress.stop()
 
 

@@ -173,9 +173,17 @@ def load_agent_and_env(run_dir: str | Path, seed: int) -> tuple[Agent, dict[str,
 def eval_run(run_dir: str | Path, episodes: int = 10, seed: int = 20_000, video: bool = False) -> dict[str, Any]:
     run_dir = Path(run_dir)
     agent, info, env = load_agent_and_env(run_dir, seed)
-    result = {"step": info.get("step"), **evaluate(agent, env, episodes, seed=seed)}
+    result = {"step": info.get("step"), "seed": seed, **evaluate(agent, env, episodes, seed=seed)}
     if run_dir.is_dir():
-        write_json(run_dir / "eval.json", result)
+        # beside the training's own eval.json, which keeps its random-policy reference
+        closing = run_dir / "eval.json"
+        if closing.is_file():
+            import json
+
+            reference = json.loads(closing.read_text()).get("random_policy")
+            if reference is not None:
+                result["random_policy"] = reference
+        write_json(run_dir / f"eval_s{seed}_{episodes}ep.json", result)
         if video:
             from robo_rl.report import record_video
 

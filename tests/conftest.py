@@ -30,3 +30,21 @@ def cli(tmp_path):
         return run_cli(*args, cwd=kwargs.pop("cwd", tmp_path), **kwargs)
 
     return _run
+
+
+# matplotlib's first two default line colours
+PLOT_COLOURS = {"C0": (0x1F, 0x77, 0xB4), "C1": (0xFF, 0x7F, 0x0E)}
+
+
+def assert_png_shows(path: Path, *colours: str, min_pixels: int = 30) -> None:
+    """The PNG at `path` is a real plot: it decodes, and each named line colour covers some pixels
+    (a blank or unplotted figure fails)."""
+    import imageio.v3 as iio
+    import numpy as np
+
+    image = iio.imread(path)[..., :3].astype(int)
+    assert image.shape[0] > 100 and image.shape[1] > 100, image.shape
+    for name in colours:
+        target = np.array(PLOT_COLOURS[name])
+        close = (np.abs(image - target).sum(-1) < 40).sum()
+        assert close >= min_pixels, f"{path.name}: {close} pixels of {name}"

@@ -128,3 +128,60 @@ def test_malicious_pickle_is_never_executed(tmp_path):
     result = subprocess.run([sys.executable, "-m", "robo_rl.cli", "eval", f"run={run}"], capture_output=True, text=True)
     assert result.returncode == 2 and "checkpoint.safetensors" in result.stderr
     assert not os.path.exists(MARKER)
+
+
+def _crafted_checkpoint(path, target):
+    """A well-formed robo-rl checkpoint whose metadata names `target` as the agent class."""
+    import gymnasium as gym
+
+    from robo_rl.agents.base import space_to_json
+
+    box = space_to_json(gym.spaces.Box(-1.0, 1.0, (3,), np.float32))
+    info = {"agent": {"target": target, "config": {}, "seed": 0, "observation_space": box, "action_space": box}}
+    return save_checkpoint(path, {"agent": {}}, info)
+
+
+@pytest.mark.parametrize("target", ["this.Foo", "antigravity.Agent", "robo_rl.agents.sac.os", "robo_rl.runs.np"])
+def test_a_checkpoint_cannot_make_the_loader_import_a_module(tmp_path, target):
+    """The agent class comes from an allow-list: a module named by the file is never imported."""
+    path = _crafted_checkpoint(tmp_path / "crafted.safetensors", target)
+    module = target.rpartition(".")[0]
+    script = ("import sys\nfrom robo_rl.cli import main\n"
+              f"code = main(['eval', 'run={path}'])\n"
+              f"print('IMPORTED' if {module!r} in sys.modules and {module!r} not in ('robo_rl.agents.sac', 'robo_rl.runs') else 'CLEAN', code)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip().splitlines()[-1] == "CLEAN 2", result.stdout + result.stderr
+    assert "The Zen of Python" not in result.stdout  # `this` prints on import
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"'{target}' is not a known robo-rl agent class" in lines[0], result.stderr
+
+
+def test_a_registered_agent_loads_and_an_unregistered_one_does_not(tmp_path):
+    import gymnasium as gym
+
+    from robo_rl.agents import base
+
+    class Mine(base.Agent):
+        def act(self, obs, deterministic=False):
+            return np.zeros(self.action_dim, np.float32)
+
+        def train_step(self, replay):
+            return {}
+
+        def state_dict(self):
+            return {}
+
+        def load_state_dict(self, state):
+            pass
+
+    box = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    path = Mine(box, box, {}).save(tmp_path / "mine.safetensors")
+    with pytest.raises(CheckpointError, match="not a known robo-rl agent class"):
+        base.Agent.load(path)
+    base.register_agent(Mine)
+    try:
+        assert isinstance(base.Agent.load(path), Mine)
+    finally:
+        base._REGISTERED.pop(base.agent_name(Mine))
+    with pytest.raises(TypeError):
+        base.register_agent(dict)

@@ -111,5 +111,8 @@ def test_bench_throughput_quick_writes_results_and_skips_done(cli, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(out.read_text())
     assert set(data["entries"]) == {"env/mujoco/HalfCheetah-v5", "env/mujoco/HalfCheetah-v5/pixels"}
-    assert all(e["steps_per_second"] > 0 for e in data["entries"].values())
-    assert "| mujoco/HalfCheetah-v5 | state |" in result.stdout
+    for entry in data["entries"].values():
+        assert entry["steps_per_second"] == pytest.approx(entry["steps"] / entry["seconds"])
+    assert entry["observation"].startswith("pixels") and entry["steps"] == 100  # quick: 100 pixel steps
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| mujoco/HalfCheetah-v5 |")]
+    assert [r.split("|")[2].strip() for r in rows] == ["state", "pixels 84x84x3, 3 frames"]

@@ -4,6 +4,7 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import assert_png_shows
 
 from robo_rl.envs.decision import DecisionInterval
 from robo_rl.fas import fas_score
@@ -87,7 +88,7 @@ def test_fas_cli_on_a_saved_agent(cli, tmp_path):
     assert data["action_repeat"] == 2  # the run's own repeat: interval 4 is 8 env steps per decision
     assert data["fas"] == pytest.approx(fas_score([1, 2, 4], [p["mean_return"] for p in data["per_interval"]],
                                                   data["random_return"], data["reference_return"]))
-    assert (tmp_path / "run" / "fas.png").stat().st_size > 1000
+    assert_png_shows(tmp_path / "run" / "fas.png", "C0")
     bad = cli("fas", f"run={tmp_path / 'run'}", "intervals=1,x")
     assert bad.returncode == 2 and "intervals" in bad.stderr
 

@@ -58,3 +58,45 @@ def test_relabeled_rewards_reach_every_tiled_copy_but_not_newer_data():
     np.testing.assert_array_equal(restored.reward[:, 0], [-4, 5, -6, -3.5, 0, 1, -6, -3.5, 0, 1, -6, -3.5])
     with pytest.raises(ValueError, match="2 slots but 1 rewards"):
         buffer.set_rewards(np.array([0, 1]), np.array([1.0]))
+
+
+def by_age(buffer):
+    """Rewards (= transition numbers here) from the oldest to the newest."""
+    order = (buffer.oldest + np.arange(buffer.size)) % buffer.capacity
+    return buffer.reward[order, 0].tolist()
+
+
+@pytest.mark.parametrize("keep_terminals", [False, True])
+def test_a_store_resumed_with_a_larger_capacity_keeps_contents_order_and_ages(keep_terminals):
+    from robo_rl.replay import FadingSampler
+
+    small = ReplayBuffer((3,), 2, capacity=10, seed=4, keep_terminals=keep_terminals)
+    fill(small, 27)  # wrapped around: the oldest transition is mid-ring
+    big = ReplayBuffer((3,), 2, capacity=16, seed=0, keep_terminals=keep_terminals)
+    big.load_state_dict(small.state_dict())
+    assert big.capacity == 16 and len(big) == 10 and by_age(big) == by_age(small)
+    # Fading sampling draws by age: the same draws pick the same transitions in both stores.
+    same = [FadingSampler().indices(store, 256) for store in (small, big)]
+    np.testing.assert_array_equal(small.reward[same[0], 0], big.reward[same[1], 0])
+    # New transitions fill the new room before anything old is overwritten.
+    fill(big, 6, start=27)
+    assert by_age(big) == by_age(small) + [float(i) for i in range(27, 33)]
+
+
+def test_a_grown_tiled_store_still_relabels_every_copy():
+    store = ReplayBuffer((3,), 2, capacity=12, seed=0)
+    fill(store, 4)
+    store.tile(3)
+    grown = ReplayBuffer((3,), 2, capacity=20, seed=0)
+    grown.load_state_dict(store.state_dict())
+    assert grown.tiled and len(grown) == 12 and by_age(grown) == by_age(store)
+    grown.set_rewards(np.array([1]), np.array([-5.0]))  # the slot of transition 1: all 3 copies change
+    assert by_age(grown).count(-5.0) == 3
+
+
+def test_a_smaller_configured_capacity_never_drops_stored_transitions():
+    big = ReplayBuffer((3,), 2, capacity=16, seed=0)
+    fill(big, 12)
+    small = ReplayBuffer((3,), 2, capacity=8, seed=0)
+    small.load_state_dict(big.state_dict())
+    assert small.capacity == 16 and by_age(small) == by_age(big)

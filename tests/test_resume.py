@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,6 +14,7 @@ from robo_rl.checkpoint import load_checkpoint, read_info
 COMMON = ["train", "train=smoke", "train.steps=1000", "train.checkpoint_every=200", "train.eval_every=500",
           "env.max_episode_steps=100", "threads=1", "seed=3"]
 AGENTS = {
+    "sac": ["agent=sac", "agent.learning_starts=200", "agent.batch_size=64", "agent.net_arch=[64,64]"],
     "sb3_sac": ["agent=sb3_sac", "agent.learning_starts=200", "agent.hyperparams.batch_size=64",
                 "agent.hyperparams.net_arch=[64,64]"],
     "symphony_cpu": ["agent=symphony_cpu", "agent.explore_steps=200", "agent.times=5", "agent.hidden=64",
@@ -84,34 +86,91 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, agent):
 
 
 def test_sigterm_saves_at_the_episode_end_and_the_run_continues(tmp_path):
-    """A polite stop (SIGTERM, as a scheduler sends) finishes the episode, saves there and exits 130."""
+    """A polite stop (SIGTERM, as a scheduler sends) finishes the episode, saves there and exits 130.
+
+    No timing race: the run is frozen (SIGSTOP) once a checkpoint has appeared, signalled, then thawed,
+    and its budget is far longer than the stop can take to land."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = tmp_path / "run"
-    args = COMMON + AGENTS["sb3_sac"]
+    args = [*COMMON, *AGENTS["sb3_sac"], "train.steps=20000"]
     log = open(tmp_path / "stderr.txt", "w")  # a file, not a pipe: a full pipe would stall the run
     proc = subprocess.Popen(cli(*args, f"hydra.run.dir={run}", cwd=tmp_path), cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=log)
     checkpoint = run / "checkpoint.safetensors"
     deadline, seen = time.time() + 300, 0
-    while time.time() < deadline and seen < 200:
+    while time.time() < deadline and seen < 200 and proc.poll() is None:
         try:
             seen = read_info(checkpoint)["step"]
         except Exception:
             time.sleep(0.02)
     assert seen >= 200, "no checkpoint appeared"
+    proc.send_signal(signal.SIGSTOP)
     proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=120)
+    proc.send_signal(signal.SIGCONT)
+    proc.wait(timeout=300)
     log.close()
     stderr = (tmp_path / "stderr.txt").read_text()
     assert proc.returncode == 130, stderr[-2000:]
     stopped_at = read_info(checkpoint)["step"]
-    assert seen < stopped_at < 1000, "the stop must land after the checkpoint seen and before the run's end"
+    # at the end of the episode the signal arrived in (the one just checkpointed, or a later one)
+    assert seen <= stopped_at < 20000
     assert stopped_at % 100 == 0, "the checkpoint must be written at an episode end (episodes are 100 steps)"
-    assert f"stopped at step {stopped_at} of 1000" in stderr
+    assert f"stopped at step {stopped_at} of 20000" in stderr
     assert "Traceback" not in stderr
 
-    resumed = subprocess.run(cli("train", f"resume={run}", cwd=tmp_path), cwd=tmp_path, env=env,
+    resumed = subprocess.run(cli("train", f"resume={run}", "train.steps=1000", cwd=tmp_path), cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed {run} at step {stopped_at}" in resumed.stdout
-    assert read_info(checkpoint)["step"] == 1000
+    assert read_info(checkpoint)["step"] == max(1000, stopped_at)
+
+
+SMALL = {
+    "sac": ["agent=sac", "agent.learning_starts=100", "agent.batch_size=32", "agent.net_arch=[32,32]"],
+    "sb3_sac": ["agent=sb3_sac", "agent.learning_starts=100", "agent.hyperparams.batch_size=32",
+                "agent.hyperparams.net_arch=[32,32]"],
+    "sb3_td3": ["agent=sb3_td3", "agent.learning_starts=100", "agent.hyperparams.batch_size=32",
+                "agent.hyperparams.net_arch=[32,32]"],
+    "srl": ["agent=srl", "agent.learning_starts=100", "agent.batch_size=32", "agent.net_arch=[32,32]", "agent.gru_hidden=16"],
+    "symphony_cpu": ["agent=symphony_cpu", "agent.explore_steps=100", "agent.times=3", "agent.hidden=32", "agent.batch_size=32"],
+}
+
+
+@pytest.mark.parametrize("agent", sorted(SMALL))
+def test_resume_with_a_larger_budget_grows_the_store_and_trains_to_it(tmp_path, agent):
+    """`robo-rl train resume=<run> train.steps=<larger>`: the replay store keeps what it held, in order,
+    and the run goes on to the new budget."""
+    from robo_rl.config import compose
+    from robo_rl.runs import load_run_config, train_run
+
+    run = tmp_path / "run"
+    cfg = compose(["train=smoke", "train.steps=300", "train.eval_every=300", "train.checkpoint_every=100",
+                   "env=inverted_pendulum", "env.max_episode_steps=50", "seed=1", *SMALL[agent]])
+    train_run(cfg, run)
+    before, _ = load_checkpoint(run / "checkpoint.safetensors")
+    cfg = load_run_config(run)
+    cfg.train.steps = 450
+    train_run(cfg, run, resume=True)
+    after, info = load_checkpoint(run / "checkpoint.safetensors")
+    assert info["step"] == 450 and after["loop"]["step"] == 450
+    old, new = before["replay"], after["replay"]
+    assert new["added"] == 450 and new["capacity"] >= old["capacity"]
+    if old["size"] < old["capacity"]:  # nothing was overwritten: the first transitions are where they were
+        for field in ("obs", "action", "reward", "terminated"):
+            np.testing.assert_array_equal(new[field][: old["size"]], old[field])
+    updates_before = before["agent"].get("updates", before["agent"].get("n_updates"))
+    updates_after = after["agent"].get("updates", after["agent"].get("n_updates"))
+    assert updates_after > updates_before  # it trained on after the resume
+
+
+def test_resume_with_a_larger_budget_through_the_cli(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = tmp_path / "run"
+    args = ["train", "train=smoke", "train.steps=300", "env=inverted_pendulum", "threads=1", *SMALL["sac"]]
+    first = subprocess.run(cli(*args, f"hydra.run.dir={run}", cwd=tmp_path), cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    more = subprocess.run(cli("train", f"resume={run}", "train.steps=500", cwd=tmp_path), cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert more.returncode == 0 and "Traceback" not in more.stderr, more.stderr[-2000:]
+    assert read_info(run / "checkpoint.safetensors")["step"] == 500

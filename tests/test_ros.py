@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_png_shows
 
 from robo_rl.config import compose
 from robo_rl.real_robot.launch import free_port, kill_leftovers, start_process, stop_process
@@ -395,4 +396,6 @@ def test_bench_ros_quick(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads((tmp_path / "benchmarks" / "results" / "ros" / "rospy_100hz.json").read_text())
     assert data["steps"] == 300 and 0 < data["latency_ms"]["p50"] <= data["latency_ms"]["p99"]
-    assert (tmp_path / "benchmarks" / "results" / "ros" / "latency.png").stat().st_size > 1000
+    assert_png_shows(tmp_path / "benchmarks" / "results" / "ros" / "latency.png", "C0", "C1")  # p50 and p99 bars
+    summary = (tmp_path / "benchmarks" / "results" / "ros" / "summary.md").read_text()
+    assert f"| rospy | 100 Hz | 300 | {data['latency_ms']['p50']:.2f} |" in summary

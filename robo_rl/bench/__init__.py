@@ -15,6 +15,30 @@ BENCHMARKS = {"throughput": "robo_rl.bench.throughput", "learn": "robo_rl.bench.
               "fas": "robo_rl.bench.fas", "rewards": "robo_rl.bench.rewards", "ads": "robo_rl.bench.ads"}
 
 
+# One definition of a run's final result, used by every table.
+FINAL_NOTE = ("Final: the deterministic evaluation at the last training step, i.e. the learning curve's last point "
+              "(the same evaluation episodes and seeds at every point of a curve).")
+SEEDS_NOTE = ("With fewer than 5 seeds the per-seed values are listed: an IQM over 3 or fewer seeds trims nothing (it "
+              "equals the mean), and a bootstrap interval over 2-3 seeds spans little more than their range.")
+
+
+def final_point(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The final evaluation of a benchmark result (see FINAL_NOTE)."""
+    if not result.get("curve"):
+        raise ValueError(f"result of {result.get('task')} seed {result.get('seed')} has no learning curve")
+    return result["curve"][-1]
+
+
+def final_return(result: Mapping[str, Any]) -> float:
+    point = final_point(result)
+    return float(point["mean_return"] if "mean_return" in point else point["return"])
+
+
+def per_seed(values: list[float], fmt: str = "{:.0f}") -> str:
+    """Per-seed values for a table cell ('-' when there are 5 or more: the IQM and interval say enough)."""
+    return ", ".join(fmt.format(v) for v in values) if len(values) < 5 else "-"
+
+
 def results_dir() -> Path:
     """benchmarks/results under the current directory (the repository root when run from it)."""
     path = Path("benchmarks") / "results"
@@ -63,7 +87,9 @@ def run_grid(name: str, opts: argparse.Namespace, tasks: Mapping[str, str], path
     """Every (task, agent, seed) not done yet: run it and write its own result file."""
     for task in opts.tasks.split(","):
         if task not in tasks:
-            raise SystemExit(f"robo-rl: unknown task '{task}' (valid: {', '.join(tasks)})")
+            from robo_rl.config import ConfigError
+
+            raise ConfigError(f"--tasks: unknown task '{task}' (valid: {', '.join(tasks)})")
         for agent in opts.agents.split(","):
             for seed in (int(s) for s in opts.seeds.split(",")):
                 path = path_of(task, agent, seed)

@@ -24,7 +24,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from robo_rl.bench import results_dir, run_unit, write_summary
+from robo_rl.bench import FINAL_NOTE, SEEDS_NOTE, final_point, final_return, per_seed, results_dir, run_unit, write_summary
 
 WORK = Path("runs") / "bench" / "ads"
 ARMS = {"ads": ["reward.schedule=true"], "fixed": ["reward.schedule=false"]}
@@ -73,7 +73,8 @@ def run_one(task: str, arm: str, seed: int, frames: int, horizon: int, repeat: i
     curve = [{"step": e["step"] * repeat, "success_rate": e.get("held_success_rate", 0.0), "any_step_success_rate": e.get("success_rate", 0.0),
               "mean_return": e["mean_return"], "gamma": gammas.get(e["step"], state["gamma"])} for e in evaluations]
     return {"task": task, "arm": arm, "agent": cfg.agent.name, "seed": seed, "steps": frames, "action_repeat": repeat, "horizon": horizon, "curve": curve,
-            "final_success": float(final.get("held_success_rate", 0.0)), "final_any_step_success": float(final.get("success_rate", 0.0)),
+            "closing_eval": {"success_rate": float(final.get("held_success_rate", 0.0)), "any_step_success_rate": float(final.get("success_rate", 0.0)),
+                             "mean_return": float(final["mean_return"])},
             "success": f"held on more than {HELD_SUCCESS_STEPS} steps", "final_k": state["k"], "reward_scale": state["scale"]}
 
 
@@ -93,26 +94,27 @@ def report() -> str:
     folder = results_dir() / "ads"
     runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*__s*.json"))]
     older = any("success" not in r for r in runs)
-    lines = [f"Success: an episode counts when success holds on more than {HELD_SUCCESS_STEPS} steps (the paper's criterion)"
+    lines = [f"{FINAL_NOTE} {SEEDS_NOTE}", "", f"Success: an episode counts when success holds on more than {HELD_SUCCESS_STEPS} steps (the paper's criterion)"
              + ("; results written before that criterion was used (no `success` field) count success at any step." if older else "."), "",
              "Task return: the task's own dense reward on the final evaluation (not used for training). "
              "k: demo steps the agent has mastered by the progress recognizer (measured in the ads arm only). "
              "Success over training: the mean of all evaluations' success rates (less noisy than the last one).", "",
-             "| task | arm | agent | seeds | env steps | action repeat | final success (mean) | IQM | 95% CI (IQM) | success over training | task return | final k | final gamma |",
-             "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+             "| task | arm | agent | seeds | env steps | action repeat | final success (mean) | IQM | 95% CI (IQM) | per seed | success over training | task return | final k | final gamma |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|"]
     for task in sorted({r["task"] for r in runs}):
         fig, (ax1, ax3, ax2) = plt.subplots(1, 3, figsize=(14, 3.6))
         largest_budget = max(r["steps"] for r in runs if r["task"] == task)
         budgets = {setting(r) for r in runs if r["task"] == task}
         for arm, steps, repeat, agent in sorted(budgets, key=lambda a: (a[1], a[2], a[3], a[0])):
             mine = [r for r in runs if r["task"] == task and setting(r) == (arm, steps, repeat, agent)]
-            agg = aggregate([r["final_success"] for r in mine])
+            successes = [final_point(r)["success_rate"] for r in mine]
+            agg = aggregate(successes)
             ci = f"[{agg['iqm_ci'][0]:.2f}, {agg['iqm_ci'][1]:.2f}]" if "iqm_ci" in agg else "-"
             gamma = fmean(r["curve"][-1]["gamma"] if r["curve"] else float("nan") for r in mine)
             over_training = fmean(fmean(p["success_rate"] for p in r["curve"]) if r["curve"] else 0.0 for r in mine)
-            task_return = fmean(r["curve"][-1]["mean_return"] if r["curve"] else float("nan") for r in mine)
+            task_return = fmean(final_return(r) for r in mine)
             k = f"{fmean(r['final_k'] for r in mine):.1f}" if arm == "ads" else "-"
-            lines.append(f"| {task} | {arm} | {agent} | {len(mine)} | {steps} | {repeat} | {agg['mean']:.2f} | {agg['iqm']:.2f} | {ci} | {over_training:.2f} | "
+            lines.append(f"| {task} | {arm} | {agent} | {len(mine)} | {steps} | {repeat} | {agg['mean']:.2f} | {agg['iqm']:.2f} | {ci} | {per_seed(successes, '{:.1f}')} | {over_training:.2f} | "
                          f"{task_return:.0f} | {k} | {gamma:.4f} |")
             style = {"color": "C0" if arm == "ads" else "C1", "alpha": 0.7, "ls": "-" if steps == largest_budget else ":"}
             for r in mine:

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from robo_rl.bench import grid_parser, results_dir, run_grid, write_summary
+from robo_rl.bench import FINAL_NOTE, SEEDS_NOTE, final_return, grid_parser, per_seed, results_dir, run_grid, write_summary
 
 TASKS = {"HalfCheetah-v5": "halfcheetah", "Walker2d-v5": "walker2d", "Humanoid-v5": "humanoid", "Hopper-v5": "hopper"}
 REFERENCE_100K = {"HalfCheetah-v5": ("MR.Q", 7872), "Walker2d-v5": ("MR.Q", 3127), "Humanoid-v5": ("MR.Q", 522)}
@@ -44,7 +44,7 @@ def run_one(task: str, agent: str, seed: int, steps: int, eval_every: int, episo
     return {
         "task": task, "agent": agent, "seed": seed, "steps": steps, "extra_overrides": extra,
         "curve": [{"step": e["step"], "mean_return": e["mean_return"], "std_return": e["std_return"]} for e in evaluations],
-        "final": {k: final[k] for k in ("mean_return", "std_return", "episodes")},
+        "closing_eval": {k: final[k] for k in ("mean_return", "std_return", "episodes")},  # eval.json, other seeds
         "config": to_container(cfg.agent),
     }
 
@@ -56,17 +56,19 @@ def report(steps: int) -> str:
 
     folder = results_dir() / "learn"
     results = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-    lines = ["| task | agent | seeds | mean | IQM | 95% CI (IQM) | env steps |", "|---|---|---:|---:|---:|---|---:|"]
+    lines = [f"{FINAL_NOTE} {SEEDS_NOTE}", "",
+             "| task | agent | seeds | final return: mean | IQM | 95% CI (IQM) | per seed | env steps |",
+             "|---|---|---:|---:|---:|---|---|---:|"]
     by_task: dict[str, dict[str, list]] = {}
     for r in results:
         by_task.setdefault(r["task"], {}).setdefault(f"{r['agent']}@{r['steps'] // 1000}k", []).append(r)
     for task, groups in by_task.items():
         curves = {}
         for label, runs in sorted(groups.items()):
-            scores = [r["curve"][-1]["mean_return"] for r in runs]
+            scores = [final_return(r) for r in runs]
             agg = aggregate(scores)
             ci = f"[{agg['iqm_ci'][0]:.0f}, {agg['iqm_ci'][1]:.0f}]" if "iqm_ci" in agg else "-"
-            lines.append(f"| {task} | {label.split('@')[0]} | {agg['n']} | {agg['mean']:.0f} | {agg['iqm']:.0f} | {ci} | {runs[0]['steps']} |")
+            lines.append(f"| {task} | {label.split('@')[0]} | {agg['n']} | {agg['mean']:.0f} | {agg['iqm']:.0f} | {ci} | {per_seed(scores)} | {runs[0]['steps']} |")
             curves[label] = [[(p["step"], p["mean_return"]) for p in r["curve"]] for r in runs]
         png = folder / f"{task}.png"
         plot_curves(curves, png, title=f"{task}: mean over seeds, band min-max", ylabel="deterministic eval return")

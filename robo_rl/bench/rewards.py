@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from robo_rl.bench import results_dir, run_unit, write_summary
+from robo_rl.bench import FINAL_NOTE, SEEDS_NOTE, final_point, final_return, per_seed, results_dir, run_unit, write_summary
 
 WORK = Path("runs") / "bench" / "rewards"
 CAMERAS = ["corner", "corner2"]
@@ -138,7 +138,7 @@ def learn(task: str, reward: str, seed: int, steps: int, model: Path | None, ext
               "rollouts": sum(1 for s in ends if s <= e["step"])} for e in evaluations]
     reached = next((p["rollouts"] for p in curve if p["success_rate"] >= 0.95), None)
     return {"task": task, "reward": reward, "seed": seed, "steps": steps, "curve": curve, "rollouts_to_95": reached,
-            "final_success": float(final.get("success_rate", 0.0)), "final_return": float(final["mean_return"]), "config": to_container(cfg.reward)}
+            "closing_eval": {"success_rate": float(final.get("success_rate", 0.0)), "mean_return": float(final["mean_return"])}, "config": to_container(cfg.reward)}
 
 
 def quality_plot(folder: Path) -> None:
@@ -185,20 +185,21 @@ def report() -> str:
     quality_plot(folder)
     runs = [json.loads(p.read_text()) for p in sorted(folder.glob("learn__*.json"))]
     if runs:
-        lines += ["", "Policy learning (SB3 SAC, state observations): final success rate over seeds, rollouts to 95% success, "
+        lines += ["", f"{FINAL_NOTE} {SEEDS_NOTE}", "", "Policy learning (SB3 SAC, state observations): final success rate over seeds, rollouts to 95% success, "
                   "and the task's own dense return (evaluation; not what the agents were trained on).", "",
-                  "| task | reward | seeds | env steps | final success (mean) | IQM | rollouts to 95% | final task return (mean) |",
-                  "|---|---|---:|---:|---:|---:|---|---:|"]
+                  "| task | reward | seeds | env steps | final success (mean) | IQM | per seed | rollouts to 95% | final task return (mean) |",
+                  "|---|---|---:|---:|---:|---:|---|---|---:|"]
         for task in sorted({r["task"] for r in runs}):
             curves, returns = {}, {}
             for reward in REWARDS:
                 mine = [r for r in runs if r["task"] == task and r["reward"] == reward]
                 if not mine:
                     continue
-                agg = aggregate([r["final_success"] for r in mine])
+                successes = [final_point(r)["success_rate"] for r in mine]
+                agg = aggregate(successes)
                 reach = ", ".join(str(r["rollouts_to_95"]) if r["rollouts_to_95"] is not None else "-" for r in mine)
-                task_return = np.mean([r.get("final_return", np.nan) for r in mine])
-                lines.append(f"| {task} | {reward} | {len(mine)} | {mine[0]['steps']} | {agg['mean']:.2f} | {agg['iqm']:.2f} | {reach} "
+                task_return = np.mean([final_return(r) for r in mine])
+                lines.append(f"| {task} | {reward} | {len(mine)} | {mine[0]['steps']} | {agg['mean']:.2f} | {agg['iqm']:.2f} | {per_seed(successes, '{:.1f}')} | {reach} "
                              f"| {task_return:.0f} |")
                 curves[reward] = [[(p["step"], p["success_rate"]) for p in r["curve"]] for r in mine]
                 if all("return" in p for r in mine for p in r["curve"]):
