@@ -10,10 +10,10 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
 
-# Train the default agent on the default MuJoCo task for a short budget, evaluate it, and write a
-# run folder (config, checkpoint, TensorBoard events, eval.json, learning curve, policy video).
+# Train the suite's fastest learner (agent=sac) on HalfCheetah-v5 for 40k env steps, evaluate it, and
+# write a run folder (config, checkpoint, TensorBoard events, eval.json, learning curve, policy video).
 demo: setup
-	$(BIN)/robo-rl train agent=symphony_cpu train=demo agent.explore_steps=5000 agent.compile=true
+	$(BIN)/robo-rl train agent=sac train=demo
 
 # Train a policy on the 7-DoF arm task, then deploy it over ROS to the MuJoCo sim arm node (a real
 # roscore on loopback): a dry run, then for real, behind the safety layer.

@@ -84,6 +84,7 @@ class ProgressBar:
         self.enabled = enabled
         self.total, self.label = total, label
         self._t0, self._s0 = time.perf_counter(), start
+        self._t_line, self._s_line = self._t0, start
         self.last_eval = "-"
         self.stream = stream if stream is not None else sys.stdout
         self.plain = enabled and not (hasattr(self.stream, "isatty") and self.stream.isatty())
@@ -105,9 +106,13 @@ class ProgressBar:
 
     def line(self, step: int) -> str:
         sps = self.steps_per_second(step)
-        eta = (self.total - step) / sps if sps > 0 else float("nan")
+        # the ETA from the rate since the previous line: a run's rate changes (a fast random warm-up, then updates)
+        now = time.perf_counter()
+        recent = (step - self._s_line) / (now - self._t_line) if now > self._t_line and step > self._s_line else sps
+        self._t_line, self._s_line = now, step
+        eta = (self.total - step) / recent if recent > 0 else float("nan")
         eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta == eta else "-"
-        return (f"{self.label}: step {step}/{self.total} ({100 * step / max(self.total, 1):.0f}%), {sps:.0f} steps/s, "
+        return (f"{self.label}: step {step}/{self.total} ({100 * step / max(self.total, 1):.0f}%), {recent:.0f} steps/s, "
                 f"ETA {eta_text}, last eval {self.last_eval}")
 
     def update(self, step: int, eval_return: float | None = None) -> None:

@@ -15,7 +15,8 @@ BAD_INPUTS = [
     (["train.steps=-5"], "'train.steps' must be > 0, got -5"),
     (["env=metaworld", "env.id=fly-v3"], "env.id 'fly-v3' is not a metaworld task"),
     (["-m", "seed=0,1", "agent=sb3_sac,nope"], "unknown agent 'nope'"),
-    (["env.pixels.enabled=true", "train=smoke"], "Symphony takes flat state observations, got shape (9, 84, 84)"),
+    (["env.pixels.enabled=true", "train=smoke"], "SAC takes flat state observations, got shape (9, 84, 84)"),
+    (["agent=symphony", "agent.batch_size=lots", "train=smoke"], "agent.batch_size expects int, got 'lots'"),
     (["agent.device=tpu9", "train=smoke"], "agent.device: unknown device 'tpu9'"),
 ]
 
@@ -33,6 +34,9 @@ def test_bad_input_gives_one_line_and_exit_2(cli, args, message):
 def test_other_commands_reject_bad_input(cli, tmp_path):
     assert cli("fly").returncode == 2
     assert cli("bench", "nope").returncode == 2
+    result = cli("bench", "learn", "--tasks", "Foo-v5")
+    assert result.returncode == 2 and result.stderr.strip() == (
+        "robo-rl: --tasks: unknown task 'Foo-v5' (valid: HalfCheetah-v5, Walker2d-v5, Humanoid-v5, Hopper-v5)")
     result = cli("eval", f"run={tmp_path / 'missing'}")
     assert result.returncode == 2 and "no checkpoint" in result.stderr
     result = cli("train", f"resume={tmp_path}")
@@ -49,7 +53,7 @@ def test_compose_applies_overrides():
     cfg = compose(["agent=sb3_td3", "env=hopper", "train.steps=123", "seed=7"])
     assert cfg.agent.algo == "TD3" and cfg.env.id == "Hopper-v5" and cfg.train.steps == 123 and cfg.seed == 7
     assert cfg.env.pixels.size == 84  # shared env defaults are composed in
-    assert compose([]).agent.name == "symphony_cpu"  # the suite's default agent
+    assert compose([]).agent.name == "sac"  # the suite's default agent
     validate_overrides(["agent=sb3_td3", "agent.hyperparams.learning_rate=0.001"])
     with pytest.raises(ConfigError, match="learning_rate"):
         validate_overrides(["agent.hyperparams.learning_rate=fast"])
@@ -70,8 +74,13 @@ def test_train_then_eval_smoke(cli, tmp_path, agent):
     evaluation = json.loads((run / "eval.json").read_text())
     assert evaluation["episodes"] == 2 and "random_policy" in evaluation
     assert [e["step"] for e in json.loads((run / "evaluations.json").read_text())] == [300, 600]
-    result = cli("eval", f"run={run}", "episodes=2")
+    result = cli("eval", f"run={run}", "episodes=2", "seed=7")
     assert result.returncode == 0 and "eval return" in result.stdout
+    again = json.loads((run / "eval_s7_2ep.json").read_text())
+    assert again["episodes"] == 2 and again["seed"] == 7 and again["random_policy"] == evaluation["random_policy"]
+    assert json.loads((run / "eval.json").read_text()) == evaluation  # the closing evaluation is kept
+    result = cli("eval", f"run={run}", "video=maybe")
+    assert result.returncode == 2 and "argument 'video' expects true or false, got 'maybe'" in result.stderr
     # the folder already holds a run: training into it again is refused, not silently mixed
     result = cli("train", *SMOKE, f"agent={agent}", f"hydra.run.dir={run}")
     assert result.returncode != 0

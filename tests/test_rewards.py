@@ -1,5 +1,6 @@
 """Learned rewards: demos, features, perceptual reward, process reward model, shaping, the reward wrapper."""
 import json
+from pathlib import Path
 import warnings
 
 import h5py
@@ -166,6 +167,33 @@ def test_video_folders_load_as_observation_only_demos(tmp_path, demo_file):
 
 
 # --- features -------------------------------------------------------------------------------------
+TORCHVISION_LAYOUT = json.loads((Path(__file__).parent / "fixtures" / "torchvision_resnet.json").read_text())
+
+
+@pytest.mark.parametrize("depth", [18, 34])
+def test_a_state_dict_in_torchvisions_layout_loads_strictly(tmp_path, depth):
+    """Names and shapes written down from torchvision's ResNet source (tests/fixtures), not from the
+    suite's own net: a layout mismatch on either side fails here."""
+    from safetensors.torch import save_file
+
+    layout = TORCHVISION_LAYOUT[f"resnet{depth}"]
+    generator = torch.Generator().manual_seed(depth)
+    state = {name: (torch.tensor(7) if name.endswith("num_batches_tracked") else torch.randn(shape, generator=generator))
+             for name, shape in layout}
+    state = {k: (v.abs() + 0.5 if k.endswith("running_var") else v) for k, v in state.items()}
+    ours = ResNet(depth).state_dict()
+    assert {k: list(v.shape) for k, v in ours.items()} == {n: s for n, s in layout if not n.startswith("fc.")}
+    save_file(state, str(tmp_path / "tv.safetensors"))
+    torch.save(state, tmp_path / "tv.pth")
+    for name in ("tv.safetensors", "tv.pth"):
+        net = load_feature_net(tmp_path / name)
+        assert torch.equal(net.state_dict()["layer4.1.conv2.weight"], state["layer4.1.conv2.weight"])
+    renamed = {("layer2.0.shortcut.0.weight" if k == "layer2.0.downsample.0.weight" else k): v for k, v in state.items()}
+    save_file(renamed, str(tmp_path / "renamed.safetensors"))
+    with pytest.raises(FeatureError, match="missing"):
+        load_feature_net(tmp_path / "renamed.safetensors")
+
+
 def test_torchvision_resnet_weights_load_from_a_local_file(tmp_path):
     from safetensors.torch import save_file
 

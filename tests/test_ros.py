@@ -86,7 +86,7 @@ def peer(roscore, tmp_path):
 
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory):
-    """A policy trained on ArmReach-v0 by the ordinary training command (SB3 SAC, small budget).
+    """A policy trained on ArmReach-v0 by the ordinary training command (the suite's SAC, small budget).
 
     Trained once per test run: pytest-xdist workers share the folder above their own base
     temp folder, and a file lock makes the second worker wait for the first one's policy."""
@@ -104,10 +104,10 @@ def policy(tmp_path_factory):
 
 def train_arm_policy(run: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "robo_rl.cli", "train", "agent=sb3_sac", "env=arm_reach", "train.steps=8000",
+        [sys.executable, "-m", "robo_rl.cli", "train", "agent=sac", "env=arm_reach", "train.steps=8000",
          "train.eval_every=8000", "train.eval_episodes=3", "train.video_steps=0", "train.save_replay=false",
-         "train.progress=false", "agent.learning_starts=1000", "agent.hyperparams.net_arch=[128,128]",
-         "agent.hyperparams.learning_rate=1e-3", "threads=1", f"hydra.run.dir={run}"],
+         "train.progress=false", "agent.learning_starts=1000", "agent.net_arch=[128,128]",
+         "agent.learning_rate=1e-3", "threads=1", f"hydra.run.dir={run}"],
         capture_output=True, text=True, timeout=600, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
     # A learning check as well: the trained policy beats the random policy by a clear margin.

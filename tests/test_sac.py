@@ -160,20 +160,17 @@ def test_bad_values_name_their_key():
 
 
 @pytest.mark.slow
-def test_sac_learns_inverted_pendulum_far_above_a_zero_action_policy():
-    """InvertedPendulum-v5: a zero-action policy scores about 27 and a random one about 5; the
-    maximum is 1000. A broken update (wrong sign, no entropy tuning, no target) stays near the floor."""
-    from robo_rl.envs import env_config, make_env
+def test_sac_learns_pendulum_far_above_a_zero_action_policy():
+    """Pendulum-v1 (swing up and hold): a zero-action policy scores about -1285 and a random one about
+    -1250; solved is about -150. A broken update (wrong sign, no entropy tuning, no target) stays near
+    the floor. Measured: -99 after 6000 steps with these settings."""
     from robo_rl.evaluate import evaluate
-    from robo_rl.runs import RandomAgent
 
-    cfg = env_config("mujoco", "InvertedPendulum-v5")
-    env, eval_env = make_env(cfg, seed=0), make_env(cfg, seed=1)
+    env, eval_env = gym.make("Pendulum-v1"), gym.make("Pendulum-v1")
     agent = SAC(env.observation_space, env.action_space,
-                {"net_arch": [64, 64], "batch_size": 128, "learning_rate": 1e-3, "learning_starts": 500,
+                {"net_arch": [64, 64], "batch_size": 128, "learning_rate": 1e-3, "learning_starts": 1000,
                  "replay_size": 10_000}, seed=0)
-    agent.learn(4000, env, progress=False)
+    agent.learn(6000, env, progress=False)
     trained = evaluate(agent, eval_env, 5, seed=100)["mean_return"]
-    random = evaluate(RandomAgent(env.observation_space, env.action_space, {}, 0), eval_env, 5, seed=100)["mean_return"]
-    print(f"sac {trained:.1f} random {random:.1f}")
-    assert random < 15 and trained > 500, (trained, random)
+    print(f"sac {trained:.1f}")
+    assert trained > -400, trained

@@ -1,5 +1,4 @@
 """Sequence RL: action sequences, the learned model, temporal recall, learning at a slow decision rate."""
-import json
 
 import numpy as np
 import pytest
@@ -103,17 +102,21 @@ def test_save_load_round_trip(tmp_path):
 
 
 @pytest.mark.slow
-def test_srl_at_a_slow_decision_rate_beats_random(cli, tmp_path):
-    run = tmp_path / "run"
-    result = cli("train", "agent=srl", "env=inverted_pendulum", "train.steps=4000", "train.eval_every=4000",
-                 "train.eval_episodes=5", "train.video_steps=0", "train.progress=false", "agent.learning_starts=1000",
-                 "agent.sequence_length=4", "agent.net_arch=[64,64]", "agent.gru_hidden=64",
-                 "agent.learning_rate=1e-3", f"hydra.run.dir={run}", "threads=1")
-    assert result.returncode == 0, result.stderr[-2000:]
-    final = json.loads((run / "eval.json").read_text())
-    # Deciding only every 4th step (open loop in between), the policy balances far longer than random.
-    assert final["mean_return"] > 5 * max(final["random_policy"]["mean_return"], 1.0), final
-    fas = cli("fas", f"run={run}", "intervals=1,2,4,8", "episodes=2")
-    assert fas.returncode == 0, fas.stderr
-    data = json.loads((run / "fas.json").read_text())
-    assert data["mode"] == "sequence" and len(data["per_interval"]) == 4
+def test_srl_learns_at_a_slow_decision_rate():
+    """Pendulum-v1 deciding only every 4th step (open loop in between): zero action about -1285, random
+    about -1250, solved about -150; measured -98 after 6000 steps. The FAS evaluation plays the same
+    policy as sequences of 4 and must agree."""
+    import gymnasium as gym
+
+    from robo_rl.evaluate import evaluate
+    from robo_rl.fas import evaluate_at_interval
+
+    env, eval_env = gym.make("Pendulum-v1"), gym.make("Pendulum-v1")
+    agent = SRL(env.observation_space, env.action_space,
+                {**CONFIG, "batch_size": 128, "learning_starts": 1000, "replay_size": 10_000}, seed=0)
+    agent.learn(6000, env, progress=False)
+    trained = evaluate(agent, eval_env, 5, seed=100)["mean_return"]  # a decision every 4 steps, as trained
+    print(f"srl {trained:.1f}")
+    assert trained > -400, trained
+    at_4 = evaluate_at_interval(agent, eval_env, 4, 3, seed=100)["mean_return"]
+    assert at_4 > -400, at_4
