@@ -158,7 +158,7 @@ def test_action_repeat_subsamples_the_demos_and_shortens_the_horizon(reach_demos
 
 def test_bench_ads_quick_writes_results_and_a_gamma_curve(cli, tmp_path):
     args = ["bench", "ads", "--tasks", "reach-v3", "--demos", "3", "--seeds", "0", "--steps", "1200", "--horizon", "50"]
-    result = cli(*args, "--override", "agent.learning_starts=300", timeout=600)
+    result = cli(*args, "--override", "agent.learning_starts=300", "--override", "train.eval_episodes=2", timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     folder = tmp_path / "benchmarks" / "results" / "ads"
     for arm in ("ads", "fixed"):
@@ -170,7 +170,7 @@ def test_bench_ads_quick_writes_results_and_a_gamma_curve(cli, tmp_path):
         assert all(p["success_rate"] <= p["any_step_success_rate"] for p in run["curve"])
     assert json.loads((folder / "reach-v3__fixed__s0.json").read_text())["curve"][-1]["gamma"] == pytest.approx(0.99)
     summary = (folder / "summary.md").read_text()
-    assert (folder / "reach-v3.png").exists() and "| reach-v3 | ads | sb3_td3 | 1 | 2000 | 2 |" in summary
+    assert (folder / "reach-v3.png").exists() and "| reach-v3 | ads | sb3_td3 | 1 | 1200 | 2 |" in summary
     assert "| - | 0.9900 |" in summary.split("| reach-v3 | fixed |")[1].splitlines()[0]  # no k measured without the schedule
 
 

@@ -39,6 +39,8 @@ def test_other_commands_reject_bad_input(cli, tmp_path):
         "robo-rl: --tasks: unknown task 'Foo-v5' (valid: HalfCheetah-v5, Walker2d-v5, Humanoid-v5, Hopper-v5)")
     result = cli("eval", f"run={tmp_path / 'missing'}")
     assert result.returncode == 2 and "no checkpoint" in result.stderr
+    result = cli("eval", f"run={tmp_path / 'missing'}", "video=maybe")
+    assert result.returncode == 2 and "argument 'video' expects true or false, got 'maybe'" in result.stderr
     result = cli("train", f"resume={tmp_path}")
     assert result.returncode == 2 and "config.yaml" in result.stderr
 
@@ -79,8 +81,6 @@ def test_train_then_eval_smoke(cli, tmp_path, agent):
     again = json.loads((run / "eval_s7_2ep.json").read_text())
     assert again["episodes"] == 2 and again["seed"] == 7 and again["random_policy"] == evaluation["random_policy"]
     assert json.loads((run / "eval.json").read_text()) == evaluation  # the closing evaluation is kept
-    result = cli("eval", f"run={run}", "video=maybe")
-    assert result.returncode == 2 and "argument 'video' expects true or false, got 'maybe'" in result.stderr
     # the folder already holds a run: training into it again is refused, not silently mixed
     result = cli("train", *SMOKE, f"agent={agent}", f"hydra.run.dir={run}")
     assert result.returncode != 0

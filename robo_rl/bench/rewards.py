@@ -120,7 +120,7 @@ def learn(task: str, reward: str, seed: int, steps: int, model: Path | None, ext
     run_dir = WORK / "runs" / f"{task}__{reward}__s{seed}__{steps}"
     resume = (run_dir / "checkpoint.safetensors").exists()
     overrides = ["agent=sb3_sac", "env=metaworld", f"env.id={task}", "env.max_episode_steps=200", f"reward={reward}",
-                 f"seed={seed}", f"train.steps={steps}", f"train.eval_every={max(steps // 10, 1000)}", "train.eval_episodes=10",
+                 f"seed={seed}", f"train.steps={steps}", f"train.eval_every={min(max(steps // 10, 1000), steps)}", "train.eval_episodes=10",
                  f"train.checkpoint_every={max(steps // 5, 1000)}", "train.video_steps=0", "agent.learning_starts=2000"]
     if model is not None:
         overrides.append(f"reward.model={model.as_posix()}")  # relative: the run folder resumes in any checkout
