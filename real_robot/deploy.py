@@ -1,9 +1,14 @@
-"""`robo-rl deploy`: run a trained policy on a ROS arm, one decision per joint-state message.
+"""`robo-rl deploy`: run a trained policy on a ROS arm, at the robot's control rate.
 
-Per state message: parse it (bad state -> hold), observation -> deterministic action -> request
-(adapter) -> safety layer -> publish, and one row in commands.csv. Around that loop:
+The control loop runs on its own clock, one tick per control period, whatever rate the driver
+publishes joint states at: at each tick it takes the newest state (states arriving faster are
+folded; a slower driver's newest state is acted on again until it is older than the watchdog's
+timeout), parses it (bad state -> hold), observation ->
+deterministic action -> request (adapter) -> safety layer (limits against the real time since the
+last command sent) -> publish, and one row in commands.csv. Around that loop:
 - watchdog: no fresh, valid state for `robot.watchdog.state_timeout` -> hold, stop, exit code 3;
-- e-stop topic: true -> hold (once) and command nothing until false arrives;
+- e-stop topic: true -> hold at once (from the e-stop's own callback, not at the next tick), latched:
+  the arm stays held until false arrives after the press;
 - any exception -> hold, then a clean exit with one line (exit code 1);
 - dry run: everything computed and logged, nothing advertised or published;
 - the start and the end of the run (steps done, or goal reached with stop_at_goal) -> hold, exit 0.
@@ -55,6 +60,11 @@ class StateSlot:
             self._msg, self._received = msg, now
             self.count += 1
             self._cond.notify()
+
+    def latest(self) -> tuple[dict | None, float, int]:
+        """The newest message, when it was received, and its number (0: none yet)."""
+        with self._cond:
+            return self._msg, self._received, self.count
 
     def wait_newer(self, seen: int, timeout: float) -> tuple[dict | None, float, int]:
         """The newest message after message number `seen`, or (None, 0, seen) after `timeout`."""
@@ -108,16 +118,29 @@ class DeployLoop:
         self.out = out
         self.states = StateSlot()
         self.estop = threading.Event()
+        # The loop's thread and the e-stop's callback both send: one at a time, and the safety layer's
+        # last command is the one really sent.
+        self._send_lock = threading.RLock()
+        self.step = 0
         self.log = CommandLog(out / "commands.csv", robot.joints)
-        self.latencies: list[float] = []
-        self.counts = {"published": 0, "holds": 0, "bad_states": 0, "estops": 0, "missed_deadlines": 0, "dropped_states": 0}
+        self.latencies: list[float] = []    # the loop's own latency: from its tick to the publish call's return
+        self.state_ages: list[float] = []   # how old the state acted on was at its tick
+        self.counts = {"published": 0, "holds": 0, "bad_states": 0, "estops": 0, "missed_deadlines": 0, "dropped_states": 0,
+                       "late_ticks": 0}
         self.holding: str | None = None     # why the arm is held now (None: policy in control)
         self.last_reading: JointReading | None = None
 
     # --- messages ---------------------------------------------------------------------------------
     def _on_estop(self, msg: dict) -> None:
+        """True: hold now, from this callback, and latch; false: release the latch."""
         if msg.get("data") is True:
-            self.estop.set()
+            with self._send_lock:
+                if not self.estop.is_set():
+                    self.estop.set()
+                    self.counts["estops"] += 1
+                    if self.safety.last_target is not None:
+                        self.holding = None
+                        self._hold(self.step, "e-stop")
         elif msg.get("data") is False:
             self.estop.clear()
 
@@ -127,11 +150,11 @@ class DeployLoop:
             return messages.float64_array(cmd.values)
         return messages.joint_trajectory(r.joints, cmd.values, cmd.kind, r.period)
 
-    def _send(self, step: int, cmd: Command, received: float | None, distance: float | None) -> None:
+    def _send(self, step: int, cmd: Command, started: float | None, distance: float | None) -> None:
         if not self.dry_run:
             self.transport.publish(self.robot.command_topic, self._message(cmd))
             self.counts["published"] += 1
-        latency = None if received is None else time.perf_counter() - received
+        latency = None if started is None else time.perf_counter() - started
         if latency is not None:
             self.latencies.append(latency)
             if latency > self.robot.period:
@@ -140,10 +163,11 @@ class DeployLoop:
 
     def _hold(self, step: int, reason: str, received: float | None = None) -> None:
         """Send one hold command when the arm enters a held state (not again while it stays held)."""
-        if self.holding is None:
-            self.counts["holds"] += 1
-            self._send(step, self.safety.hold(reason), received, None)
-        self.holding = reason
+        with self._send_lock:
+            if self.holding is None:
+                self.counts["holds"] += 1
+                self._send(step, self.safety.hold(reason, time.perf_counter()), received, None)
+            self.holding = reason
 
     # --- the loop -----------------------------------------------------------------------------------
     def _start(self) -> tuple[int, JointReading]:
@@ -161,7 +185,7 @@ class DeployLoop:
             reading = self.adapter.reading(msg)
         except StateError as exc:
             raise DeployError(f"the first joint state is unusable: {exc}") from None
-        self.safety.start(reading.positions)
+        self.safety.start(reading.positions, time.perf_counter())
         self.agent.act(self.adapter.observation(reading), deterministic=True)   # warm-up: first call is slow
         if self.safety.workspace is not None and not self.safety.workspace.contains(reading.positions):
             raise DeployError("the arm starts outside the configured workspace box; move it inside first")
@@ -169,7 +193,8 @@ class DeployLoop:
             self.transport.wait_for_subscribers(r.command_topic, 2.0)
         # Begin by holding where the arm is: a safe first command that also warms up the publish
         # path (the first publish is slow), so the first policy step meets its deadline.
-        self._send(-1, self.safety.hold("start"), None, None)
+        with self._send_lock:
+            self._send(-1, self.safety.hold("start", time.perf_counter()), None, None)
         return seen, reading
 
     def run(self, steps: int, stop_at_goal: bool = False, goal_tolerance: float = 0.1) -> dict[str, Any]:
@@ -184,45 +209,62 @@ class DeployLoop:
         try:
             seen, self.last_reading = self._start()
             bad_since: float | None = None
+            period, timeout = self.robot.period, self.robot.state_timeout
+            last_fresh = next_tick = time.perf_counter()
             while step < steps:
-                msg, received, count = self.states.wait_newer(seen, self.robot.state_timeout)
-                if msg is None:
-                    self._hold(step, "watchdog: no fresh state")
-                    status, message = "watchdog", f"no joint state for {self.robot.state_timeout} s: arm held, deploy stopped"
-                    break
-                self.counts["dropped_states"] += count - seen - 1
-                seen = count
-                if self.transport.errors:
-                    raise DeployError(f"ROS reported an error: {self.transport.errors[0]}")
-                if self.estop.is_set():
-                    if self.holding != "e-stop":
-                        self.counts["estops"] += 1
-                        self.holding = None
-                    self._hold(step, "e-stop")
-                    continue
-                try:
-                    reading = self.adapter.reading(msg)
-                except StateError as exc:
-                    self.counts["bad_states"] += 1
-                    bad_since = bad_since or received
-                    self._hold(step, f"bad state: {exc}", received)
-                    if received - bad_since > self.robot.state_timeout:
-                        status, message = "watchdog", f"no valid joint state for {self.robot.state_timeout} s ({exc}): arm held, deploy stopped"
+                self.step = step
+                next_tick += period
+                wait = next_tick - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+                elif -wait > period:   # more than a period behind (a slow step): restart the clock; the limits use real time
+                    self.counts["late_ticks"] += 1
+                    next_tick = time.perf_counter()
+                msg, received, count = self.states.latest()
+                now = tick = time.perf_counter()
+                if count == seen:   # no new state since the last tick: act on the newest one while it is fresh
+                    if now - last_fresh > timeout:
+                        self._hold(step, "watchdog: no fresh state")
+                        status, message = "watchdog", f"no joint state for {timeout} s: arm held, deploy stopped"
                         break
-                    continue
+                    if bad_since is not None or self.estop.is_set():
+                        continue    # held (a bad state, the e-stop): a stale state changes nothing
+                    reading = self.last_reading
+                else:
+                    self.counts["dropped_states"] += count - seen - 1   # folded: only the newest one is acted on
+                    seen, last_fresh = count, received
+                    if self.transport.errors:
+                        raise DeployError(f"ROS reported an error: {self.transport.errors[0]}")
+                    if self.estop.is_set():
+                        self._hold(step, "e-stop")
+                        continue
+                    try:
+                        reading = self.adapter.reading(msg)
+                    except StateError as exc:
+                        self.counts["bad_states"] += 1
+                        bad_since = bad_since or received
+                        self._hold(step, f"bad state: {exc}", tick)
+                        if received - bad_since > timeout:
+                            status, message = "watchdog", f"no valid joint state for {timeout} s ({exc}): arm held, deploy stopped"
+                            break
+                        continue
+                self.state_ages.append(now - last_fresh)
                 bad_since = None
-                if self.holding is not None:    # back from a hold: start again from where the arm is
-                    self.safety.start(reading.positions)
-                    if hasattr(self.agent, "begin_episode"):   # and drop any action sequence planned before
-                        self.agent.begin_episode()
-                    self.holding = None
-                self.last_reading = reading
-                distance = self.adapter.goal_distance(reading)
-                if stop_at_goal and distance is not None and distance < goal_tolerance:
-                    break
-                action = self.agent.act(self.adapter.observation(reading), deterministic=True)
-                cmd = self.safety.filter(self.adapter.request(action, reading), reading.positions)
-                self._send(step, cmd, received, distance)
+                with self._send_lock:
+                    if self.estop.is_set():   # pressed while this tick was being prepared
+                        continue
+                    if self.holding is not None:    # back from a hold: start again from where the arm is
+                        self.safety.start(reading.positions, time.perf_counter())
+                        if hasattr(self.agent, "begin_episode"):   # and drop any action sequence planned before
+                            self.agent.begin_episode()
+                        self.holding = None
+                    self.last_reading = reading
+                    distance = self.adapter.goal_distance(reading)
+                    if stop_at_goal and distance is not None and distance < goal_tolerance:
+                        break
+                    action = self.agent.act(self.adapter.observation(reading), deterministic=True)
+                    cmd = self.safety.filter(self.adapter.request(action, reading), reading.positions, time.perf_counter())
+                    self._send(step, cmd, tick, distance)
                 step += 1
             if status == "done":
                 self._hold(step, "end of run")
@@ -250,11 +292,13 @@ class DeployLoop:
 
     def _summary(self, status: str, message: str, steps: int) -> dict[str, Any]:
         lat = np.asarray(self.latencies) * 1e3
+        age = np.asarray(self.state_ages) * 1e3
         summary = {
             "status": status, "message": message, "steps": steps, "robot": self.robot.name,
             "transport": self.transport.name, "dry_run": self.dry_run, "control_rate_hz": self.robot.control_rate,
             **self.counts,
             "latency_ms": {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)), "max": float(lat.max())} if lat.size else None,
+            "state_age_ms": {"p50": float(np.percentile(age, 50)), "p99": float(np.percentile(age, 99)), "max": float(age.max())} if age.size else None,
             "final_positions": None if self.last_reading is None else self.last_reading.positions.tolist(),
             "final_goal_distance": None if self.last_reading is None else self.adapter.goal_distance(self.last_reading),
         }

@@ -1,6 +1,12 @@
 """The safety layer: every command to the arm passes through here. Pure logic, no ROS.
 
-Position commands (joint targets), per control period dt, in this order:
+Limits hold in time, not per message: each command is limited against the real time elapsed since
+the last command actually sent (`now`, on a monotonic clock), capped at one control period, so no
+sequence of send times can move the commanded target faster than the velocity limit over any window,
+or change its velocity faster than the acceleration limit (between commands at most a period apart).
+A command sent after a gap longer than a period still moves at most one period's worth.
+
+Position commands (joint targets), with dt the elapsed time so capped, in this order:
   1. a non-finite request -> hold;
   2. keep the target within `tracking_error` of the measured position (no wind-up) and inside the
      joint position limits;
@@ -63,31 +69,48 @@ def make_workspace(robot: RobotConfig) -> Workspace | None:
 class SafetyLayer:
     def __init__(self, limits: Limits, period: float, kind: str, workspace: Workspace | None = None) -> None:
         self.limits = limits
-        self.dt = float(period)
+        self.period = float(period)
+        self.elapsed = self.period  # real time since the last command sent, for the command being filtered
+        self.dt = self.period  # the time its step may use: `elapsed` capped at one period
         self.kind = kind
         self.workspace = workspace
         self.last_target: np.ndarray | None = None
         self.last_velocity = np.zeros_like(limits.low)
+        self.last_time: float | None = None  # when the last command was sent (None: times not given)
 
-    def start(self, measured: np.ndarray) -> None:
+    def start(self, measured: np.ndarray, now: float | None = None) -> None:
         """Anchor the layer at the arm's measured position (the first hold target)."""
         self.last_target = np.clip(np.asarray(measured, dtype=np.float64), self.limits.low, self.limits.high)
         self.last_velocity = np.zeros_like(self.limits.low)
+        self.last_time = now
 
-    def hold(self, reason: str) -> Command:
+    def _elapsed(self, now: float | None) -> float:
+        """The time since the last command sent (one period when times are not given)."""
+        if now is None or self.last_time is None:
+            return self.period
+        return max(now - self.last_time, 0.0)
+
+    def hold(self, reason: str, now: float | None = None) -> Command:
         self.last_velocity = np.zeros_like(self.limits.low)
+        if now is not None:
+            self.last_time = now
         if self.kind == "position":
             return Command(self.last_target.copy(), "position", hold=True, reasons=[reason])
         return Command(np.zeros_like(self.limits.low), "velocity", hold=True, reasons=[reason])
 
-    def filter(self, request: np.ndarray, measured: np.ndarray) -> Command:
-        """The safe command for a requested target (position) or velocity (velocity mode)."""
+    def filter(self, request: np.ndarray, measured: np.ndarray, now: float | None = None) -> Command:
+        """The safe command for a requested target (position) or velocity (velocity mode), to be sent at
+        time `now` (monotonic seconds; None: exactly one period after the last command)."""
         if self.last_target is None:
             raise RuntimeError("SafetyLayer.start(measured) must be called before filter()")
         request = np.asarray(request, dtype=np.float64)
         if request.shape != self.limits.low.shape or not np.all(np.isfinite(request)):
-            return self.hold("non-finite or misshaped request")
+            return self.hold("non-finite or misshaped request", now)
         measured = np.asarray(measured, dtype=np.float64)
+        self.elapsed = self._elapsed(now)
+        self.dt = min(self.elapsed, self.period)
+        if now is not None:
+            self.last_time = now
         if self.kind == "position":
             return self._position(request, measured)
         return self._velocity(request, measured)
@@ -113,25 +136,29 @@ class SafetyLayer:
             reasons.append("position")
         # The last target and `inside` both lie in the position box, so every step toward `inside`
         # (shortened per joint by the velocity and acceleration limits) stays in the box too.
+        if self.dt <= 1e-9:  # no time has passed since the last command: it may not move at all
+            return Command(self.last_target.copy(), "position", reasons=[*reasons, "velocity"])
         velocity = self._limit_velocity((inside - self.last_target) / self.dt, reasons)
         safe = np.clip(self.last_target + velocity * self.dt, lim.low, lim.high)
         if self.workspace is not None and not self.workspace.contains(safe):
             return self.hold("workspace")
-        self.last_velocity = (safe - self.last_target) / self.dt
+        # the velocity the arm was actually commanded: this step over the real time it has to make it
+        self.last_velocity = (safe - self.last_target) / self.elapsed
         self.last_target = safe
         return Command(safe, "position", reasons=reasons)
 
     def _velocity(self, velocity: np.ndarray, measured: np.ndarray) -> Command:
         lim, reasons = self.limits, []
         smooth = self._limit_velocity(velocity, reasons)
-        # Velocities that keep one period inside the position limits (and within the velocity limits).
-        low = np.clip((lim.low - measured) / self.dt, -lim.velocity, lim.velocity)
-        high = np.clip((lim.high - measured) / self.dt, -lim.velocity, lim.velocity)
+        # Velocities that keep one period inside the position limits (and within the velocity limits): a
+        # velocity command lasts until the next one, a period later.
+        low = np.clip((lim.low - measured) / self.period, -lim.velocity, lim.velocity)
+        high = np.clip((lim.high - measured) / self.period, -lim.velocity, lim.velocity)
         bounded = np.clip(smooth, low, high)
         if np.any(bounded != smooth):
             reasons.append("position")
-        if self.workspace is not None and not self.workspace.contains(measured + bounded * self.dt):
+        if self.workspace is not None and not self.workspace.contains(measured + bounded * self.period):
             return self.hold("workspace")
         self.last_velocity = bounded
-        self.last_target = np.clip(measured + bounded * self.dt, lim.low, lim.high)
+        self.last_target = np.clip(measured + bounded * self.period, lim.low, lim.high)
         return Command(bounded, "velocity", reasons=reasons)

@@ -5,7 +5,6 @@ from robo_rl.agents.base import Agent, to_env_action
 from robo_rl.agents.sb3 import SB3Agent
 from robo_rl.envs import env_config, make_env
 from robo_rl.evaluate import evaluate
-from robo_rl.runs import RandomAgent
 
 HYPER = {"learning_rate": 3e-4, "batch_size": 64, "tau": 0.005, "gamma": 0.99, "train_freq": 1,
          "gradient_steps": 1, "net_arch": [64, 64]}

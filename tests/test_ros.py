@@ -399,3 +399,46 @@ def test_bench_ros_quick(tmp_path):
     assert_png_shows(tmp_path / "benchmarks" / "results" / "ros" / "latency.png", "C0", "C1")  # p50 and p99 bars
     summary = (tmp_path / "benchmarks" / "results" / "ros" / "summary.md").read_text()
     assert f"| rospy | 100 Hz | 300 | {data['latency_ms']['p50']:.2f} |" in summary
+
+
+@pytest.mark.parametrize("state_rate", [100.0, 10.0])   # 5x and 0.5x the sim arm's 20 Hz control rate
+def test_commands_go_out_at_the_control_rate_whatever_the_driver_publishes(state_rate, roscore, arm, policy, tmp_path):
+    """The loop runs on its own clock: a driver at 5x the control rate is folded (the command rate stays
+    20 Hz), one at 0.5x has its newest state acted on at every tick; the commanded targets never move
+    faster than the velocity limit over any window."""
+    arm("--rate", str(state_rate))
+    rc, summary, rows, err = deploy(roscore, policy, tmp_path / "out", "steps=60")
+    assert rc == 0, err
+    sent = [r for r in rows if r["status"] == "sent"]
+    assert len(sent) == 60
+    times = np.array([float(r["time"]) for r in sent])
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    assert 0.8 * ROBOT.control_rate <= rate <= 1.1 * ROBOT.control_rate, rate
+    if state_rate > ROBOT.control_rate:
+        assert summary["dropped_states"] >= 2 * len(sent)   # about 4 of every 5 states folded
+    q = np.array([joint_values(r) for r in sent])
+    for i in range(len(q)):
+        for j in range(i + 1, len(q)):
+            # targets sent at times t_i < t_j: |q_j - q_i| <= v_max (t_j - t_i), with a little slack for the
+            # log's timestamps being taken after the publish call
+            assert np.all(np.abs(q[j] - q[i]) <= ROBOT.limits.velocity * (times[j] - times[i] + 0.01) + 1e-6), (i, j)
+
+
+def test_a_press_shorter_than_a_period_is_held_at_once(roscore, arm, policy, tmp_path):
+    """true and false back to back (well under one 50 ms period): the hold goes out from the e-stop's
+    callback, so the press is never missed between two ticks."""
+    arm()
+    out = tmp_path / "out"
+    proc = start_deploy(roscore, policy, out, "steps=80")
+    wait_for_commands(out, 5, proc)
+    press = [sys.executable, "-c", (
+        "import sys, time; sys.path.append('/usr/lib/python3/dist-packages'); import rospy; from std_msgs.msg import Bool;"
+        "rospy.init_node('estop_tap', anonymous=True); p = rospy.Publisher('/robo_rl/estop', Bool, queue_size=2);"
+        "time.sleep(1.0); p.publish(Bool(True)); p.publish(Bool(False)); time.sleep(0.5)")]
+    subprocess.run(press, env=roscore, timeout=30, check=True)
+    rc = proc.wait(timeout=60)
+    summary, rows = read_deploy(out)
+    assert rc == 0 and summary["estops"] == 1
+    held = [r for r in rows if r["reasons"] == "e-stop"]
+    assert len(held) == 1 and held[0]["status"] == "hold"
+    assert rows[-1]["reasons"] == "end of run"   # released by the false: the policy went on

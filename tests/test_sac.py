@@ -5,7 +5,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from robo_rl.agents.nets import BatchedMLP

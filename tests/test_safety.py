@@ -191,3 +191,44 @@ def test_deploy_cli_rejects_bad_input(cli):
     assert result.returncode == 2 and "robot.limits.velocity" in result.stderr
     result = cli("deploy", "checkpoint=nowhere")
     assert result.returncode == 2 and "nowhere" in result.stderr and "Traceback" not in result.stderr
+
+
+# --- limits in time: any arrival times, any requests ---------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=150, deadline=None)
+@given(gaps=st.lists(st.floats(0.0, 0.2), min_size=2, max_size=60),
+       requests=st.lists(st.lists(st.floats(-5.0, 5.0), min_size=N, max_size=N), min_size=60, max_size=60),
+       kind=st.sampled_from(["position", "velocity"]))
+def test_commanded_motion_stays_within_the_limits_whatever_the_send_times(gaps, requests, kind):
+    """Commands at random times (bursts far faster than the control rate, and gaps longer than a
+    period), random requests: over every window the commanded target moves at most velocity * time,
+    and between commands at most a period apart its velocity changes by at most acceleration * time."""
+    lim = ROBOT.limits
+    layer = SafetyLayer(lim, ROBOT.period, kind)
+    now, measured = 100.0, np.zeros(N)
+    layer.start(measured, now)
+    times, targets, commands = [now], [layer.last_target.copy()], [np.zeros(N)]
+    for gap, request in zip(gaps, requests):
+        now += gap
+        commands.append(layer.filter(np.asarray(request), measured, now).values.copy())
+        measured = layer.last_target.copy()  # an arm that tracks its commands exactly
+        times.append(now)
+        targets.append(layer.last_target.copy())
+    t, q, v = np.asarray(times), np.asarray(targets), np.asarray(commands)
+    if kind == "velocity":  # the commands are velocities: bounded, and changing by at most acceleration * dt
+        assert np.all(np.abs(v) <= lim.velocity + 1e-12)
+        for k in range(1, len(t)):
+            assert np.all(np.abs(v[k] - v[k - 1]) <= lim.acceleration * min(t[k] - t[k - 1], ROBOT.period) + 1e-9), k
+        return
+    for i in range(len(t)):
+        for j in range(i + 1, len(t)):
+            assert np.all(np.abs(q[j] - q[i]) <= lim.velocity * (t[j] - t[i]) + 1e-9), (i, j)
+    velocity = [np.zeros(N)]
+    for k in range(1, len(t)):
+        dt = t[k] - t[k - 1]
+        velocity.append((q[k] - q[k - 1]) / dt if dt > 0 else velocity[-1])
+        if 0 < dt <= ROBOT.period and (k < 2 or 0 < t[k - 1] - t[k - 2] <= ROBOT.period):
+            assert np.all(np.abs(velocity[k] - velocity[k - 1]) <= lim.acceleration * dt + 1e-6), k

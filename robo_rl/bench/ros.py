@@ -3,9 +3,9 @@
 For each transport and rate: a fresh roscore, the MuJoCo sim arm node publishing JointState at that
 rate, (for rosbridge) the rosbridge v2 test peer from tests/, and `robo-rl deploy` for `--steps`
 decisions of an SB3 SAC policy (256x256 actor; untrained weights, the same inference cost as a
-trained one). Latency is measured inside the deploy loop from the moment a state message reaches
-the process's callback to the return of the publish call; a deadline is missed when that exceeds
-one period. One result file per (transport, rate) in benchmarks/results/ros/; finished ones are
+trained one). The deploy loop runs at its own control rate (here the same rate as the node's
+states); latency is measured inside it from the tick at which it acts on the newest state to the
+return of the publish call; a deadline is missed when that exceeds one period. One result file per (transport, rate) in benchmarks/results/ros/; finished ones are
 skipped. Needs ROS 1 (scripts/setup.sh installs it) and the repository's tests/ folder.
 """
 from __future__ import annotations
@@ -93,7 +93,7 @@ def report() -> str:
         ax.bar([f"{r['transport']}\n{r['rate_hz']:g} Hz"], [lat["p99"]], color="tab:orange", label="p99" if r is results[0] else None)
         ax.bar([f"{r['transport']}\n{r['rate_hz']:g} Hz"], [lat["p50"]], color="tab:blue", label="p50" if r is results[0] else None)
     ax.axhline(5.0, color="gray", ls="--", lw=1)
-    ax.set_ylabel("state -> command latency (ms)")
+    ax.set_ylabel("tick -> command published (ms)")
     ax.set_title("robo-rl deploy control loop on loopback")
     ax.legend()
     fig.tight_layout()
