@@ -64,7 +64,7 @@ def test_compose_applies_overrides():
 SMOKE = ["agent=sb3_sac", "train=smoke", "agent.learning_starts=100", "env.max_episode_steps=100", "agent.hyperparams.batch_size=32"]
 
 
-@pytest.mark.parametrize("agent", ["sb3_sac", "sb3_td3"])
+@pytest.mark.parametrize("agent", ["sb3_sac"])  # TD3 goes the same way (and runs in the resume and ADS tests)
 def test_train_then_eval_smoke(cli, tmp_path, agent):
     result = cli("train", *SMOKE, f"agent={agent}", "train.video_steps=20", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr[-2000:]
