@@ -306,19 +306,29 @@ def test_bad_joint_states_hold_the_arm(fault, roscore, arm, policy, tmp_path):
     assert_commands_within_limits(rows)
 
 
-def test_estop_holds_until_reset(roscore, arm, policy, tmp_path):
-    arm()
-    out = tmp_path / "out"
-    proc = start_deploy(roscore, policy, out, "steps=160")
+def press_estop(env: dict, presses: str) -> None:
+    """A ROS node of its own publishes on the e-stop topic: `presses` is Python run with `p`, its publisher."""
+    script = ("import sys, time; sys.path.append('/usr/lib/python3/dist-packages'); import rospy; from std_msgs.msg import Bool;"
+              "rospy.init_node('estop_button', anonymous=True); p = rospy.Publisher('/robo_rl/estop', Bool, queue_size=2);"
+              f"time.sleep(1.0); {presses}; time.sleep(0.5)")
+    subprocess.run([sys.executable, "-c", script], env=env, timeout=30, check=True)
+
+
+def deploy_through_presses(env: dict, policy: Path, out: Path, steps: int, presses: str) -> tuple[dict, list[dict]]:
+    """Deploy for `steps`, press the e-stop as `presses` says once it commands, and check it ended well."""
+    proc = start_deploy(env, policy, out, f"steps={steps}")
     wait_for_commands(out, 5, proc)
-    estop = [sys.executable, "-c", (
-        "import sys, time; sys.path.append('/usr/lib/python3/dist-packages'); import rospy; from std_msgs.msg import Bool;"
-        "rospy.init_node('estop_button', anonymous=True); p = rospy.Publisher('/robo_rl/estop', Bool, queue_size=1);"
-        "time.sleep(1.0); p.publish(Bool(True)); time.sleep(2.0); p.publish(Bool(False)); time.sleep(0.5)")]
-    subprocess.run(estop, env=roscore, timeout=30, check=True)
+    press_estop(env, presses)
     rc = proc.wait(timeout=60)
     summary, rows = read_deploy(out)
     assert rc == 0 and summary["estops"] == 1
+    return summary, rows
+
+
+def test_estop_holds_until_reset(roscore, arm, policy, tmp_path):
+    arm()
+    summary, rows = deploy_through_presses(roscore, policy, tmp_path / "out", 160,
+                                           "p.publish(Bool(True)); time.sleep(2.0); p.publish(Bool(False))")
     i = next(i for i, r in enumerate(rows) if r["reasons"] == "e-stop")
     assert rows[i]["status"] == "hold"
     # Held for the ~2 s the button was down: no command in between, then the policy again.
@@ -428,17 +438,7 @@ def test_a_press_shorter_than_a_period_is_held_at_once(roscore, arm, policy, tmp
     """true and false back to back (well under one 50 ms period): the hold goes out from the e-stop's
     callback, so the press is never missed between two ticks."""
     arm()
-    out = tmp_path / "out"
-    proc = start_deploy(roscore, policy, out, "steps=80")
-    wait_for_commands(out, 5, proc)
-    press = [sys.executable, "-c", (
-        "import sys, time; sys.path.append('/usr/lib/python3/dist-packages'); import rospy; from std_msgs.msg import Bool;"
-        "rospy.init_node('estop_tap', anonymous=True); p = rospy.Publisher('/robo_rl/estop', Bool, queue_size=2);"
-        "time.sleep(1.0); p.publish(Bool(True)); p.publish(Bool(False)); time.sleep(0.5)")]
-    subprocess.run(press, env=roscore, timeout=30, check=True)
-    rc = proc.wait(timeout=60)
-    summary, rows = read_deploy(out)
-    assert rc == 0 and summary["estops"] == 1
+    summary, rows = deploy_through_presses(roscore, policy, tmp_path / "out", 80, "p.publish(Bool(True)); p.publish(Bool(False))")
     held = [r for r in rows if r["reasons"] == "e-stop"]
     assert len(held) == 1 and held[0]["status"] == "hold"
     assert rows[-1]["reasons"] == "end of run"   # released by the false: the policy went on
