@@ -116,14 +116,17 @@ class SAC(Agent):
 
     def build_optimizers(self) -> None:
         """One flat buffer and one fused Adam per learner."""
-        fused = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
-        self.actor_params = FlatParameters(list(self.actor.parameters()))
-        self.critic_params = FlatParameters(list(self.critic.parameters()))
+        self.actor_params, self.actor_opt = self.flat_adam(self.actor, self.learning_rate)
+        self.critic_params, self.critic_opt = self.flat_adam(self.critic, self.learning_rate)
         self.target_params = FlatParameters(list(self.critic_target.parameters()))
         self.log_alpha.grad = torch.zeros_like(self.log_alpha)
-        self.actor_opt = torch.optim.Adam([self.actor_params.flat], lr=self.learning_rate, **fused)
-        self.critic_opt = torch.optim.Adam([self.critic_params.flat], lr=self.learning_rate, **fused)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=self.learning_rate, **fused)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=self.learning_rate, fused=True)
+
+    @staticmethod
+    def flat_adam(module: nn.Module, lr: float) -> tuple[FlatParameters, torch.optim.Optimizer]:
+        """A module's parameters in one flat buffer, and a fused Adam stepping that buffer."""
+        params = FlatParameters(list(module.parameters()))
+        return params, torch.optim.Adam([params.flat], lr=lr, fused=True)
 
     # --- acting ---------------------------------------------------------------------------------
     @torch.no_grad()

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from robo_rl.agents.nets import BatchedMLP, FlatParameters
+from robo_rl.agents.nets import BatchedMLP
 from robo_rl.agents.base import option
 from robo_rl.agents.sac import SAC, squashed_gaussian
 
@@ -91,9 +91,8 @@ class SRL(SAC):
         super().__init__(observation_space, action_space, config, seed)
         self.model = DynamicsModel(self.obs_dim, self.action_dim,
                                    [int(h) for h in self.config.get("model_net_arch") or self.hidden]).to(self.device)
-        self.model_params = FlatParameters(list(self.model.parameters()))
-        self.model_opt = torch.optim.Adam([self.model_params.flat], fused=True,
-                                          lr=option(self.config, "model_learning_rate", float, self.learning_rate))
+        self.model_params, self.model_opt = self.flat_adam(
+            self.model, option(self.config, "model_learning_rate", float, self.learning_rate))
         self._queue: list[np.ndarray] = []
 
     # --- the pieces of SAC that SRL replaces -------------------------------------------------------

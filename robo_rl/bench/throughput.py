@@ -266,12 +266,12 @@ def main(args: list[str]) -> None:
     results = json.loads(open(path).read()) if os.path.exists(path) and not opts.quick else {"entries": {}}
     results["machine"] = machine_info()
     wanted = [w for w in opts.only.split(",") if w] or [""]
-    todo = {name: measure for name, measure in cases(opts.quick).items()
+    pending = {name: measure for name, measure in cases(opts.quick).items()
             if any(w in name for w in wanted) and (name not in results["entries"] or opts.force)}
     measured: dict[str, list[dict[str, Any]]] = {}
     rounds = 1 if opts.quick else opts.rounds
     for round_index in range(rounds):
-        for name, measure in todo.items():
+        for name, measure in pending.items():
             if measured.get(name) and not name.startswith("train/"):
                 continue  # env rows and the matmul peak are measured once
             print(f"bench throughput: {name} (round {round_index + 1}/{rounds}) ...", flush=True)
