@@ -6,7 +6,11 @@ folded; a slower driver's newest state is acted on again until it is older than 
 timeout), parses it (bad state -> hold), observation ->
 deterministic action -> request (adapter) -> safety layer (limits against the real time since the
 last command sent) -> publish, and one row in commands.csv. Around that loop:
-- watchdog: no fresh, valid state for `robot.watchdog.state_timeout` -> hold, stop, exit code 3;
+- watchdog: no fresh, valid state for `robot.watchdog.state_timeout` -> hold, stop, exit code 3
+  (fresh: newly received and, unless `robot.watchdog.stamps` is ignore, with a header stamp that
+  advanced since the last fresh state and is younger than the timeout);
+- the command topic: another live node publishing on it -> refused at start, held while running
+  (checked with the ROS master every second), unless `robot.command.share` is true;
 - e-stop topic: true -> hold at once (from the e-stop's own callback, not at the next tick), latched:
   the arm stays held until false arrives after the press;
 - any exception -> hold, then a clean exit with one line (exit code 1);
@@ -37,6 +41,7 @@ from robo_rl.real_robot.safety import Command, SafetyLayer, make_workspace
 from robo_rl.real_robot.transport import LOG, Transport, TransportError, make_transport
 
 EXIT_WATCHDOG = 3
+PUBLISHER_CHECK_PERIOD = 1.0   # s between two looks at the master's publishers on the command topic
 
 
 class DeployError(RuntimeError):
@@ -125,8 +130,12 @@ class DeployLoop:
         self.log = CommandLog(out / "commands.csv", robot.joints)
         self.latencies: list[float] = []    # the loop's own latency: from its tick to the publish call's return
         self.state_ages: list[float] = []   # how old the state acted on was at its tick
-        self.counts = {"published": 0, "holds": 0, "bad_states": 0, "estops": 0, "missed_deadlines": 0, "dropped_states": 0,
-                       "late_ticks": 0}
+        self.counts = {"published": 0, "holds": 0, "bad_states": 0, "stale_states": 0, "estops": 0, "missed_deadlines": 0,
+                       "dropped_states": 0, "late_ticks": 0, "intrusions": 0}
+        self._last_stamp: float | None = None   # header stamp of the newest fresh state
+        self.intruders: list[str] = []          # other nodes publishing on the command topic, now
+        self.publisher_check = "off"            # made | off (shared or dry run) | unavailable (the transport cannot tell)
+        self._monitor_stop = threading.Event()
         self.holding: str | None = None     # why the arm is held now (None: policy in control)
         self.last_reading: JointReading | None = None
 
@@ -143,6 +152,40 @@ class DeployLoop:
                         self._hold(self.step, "e-stop")
         elif msg.get("data") is False:
             self.estop.clear()
+
+    def _stale(self, msg: dict) -> str | None:
+        """Why a newly received state is not fresh by its header stamp (None: fresh)."""
+        if not self.robot.check_stamps:
+            return None
+        stamp = messages.stamp_seconds(msg)
+        if stamp is None:
+            return "the joint states carry no header stamp (robot.watchdog.stamps=ignore is for drivers that send none)"
+        if self._last_stamp is not None and stamp <= self._last_stamp:
+            return f"the header stamp stopped advancing (at {stamp:.3f})"
+        age = time.time() - stamp
+        if age > self.robot.state_timeout:
+            return f"the header stamp is {age:.2f} s old"
+        self._last_stamp = stamp
+        return None
+
+    def _intruders(self) -> list[str] | None:
+        return self.transport.other_publishers(self.robot.command_topic)
+
+    def _watch_command_topic(self) -> None:
+        """Every PUBLISHER_CHECK_PERIOD: who else publishes commands (the loop holds while anyone does)."""
+        failed = False
+        while not self._monitor_stop.wait(PUBLISHER_CHECK_PERIOD):
+            try:
+                others = self._intruders() or []
+            except Exception as exc:   # the master is gone: topics still work peer to peer; keep the last answer
+                if not failed:
+                    LOG.warning("deploy: cannot check the command topic's publishers: %s", exc)
+                failed = True
+                continue
+            failed = False
+            if others and not self.intruders:
+                self.counts["intrusions"] += 1
+            self.intruders = others
 
     def _message(self, cmd: Command) -> dict:
         r = self.robot
@@ -178,9 +221,13 @@ class DeployLoop:
             self.transport.subscribe(r.estop_topic, messages.BOOL, self._on_estop)
         if not self.dry_run:
             self.transport.advertise(r.command_topic, r.command_ros_type)
+            self._check_command_topic()
         msg, _, seen = self.states.wait_newer(0, self.connect_timeout)
         if msg is None:
             raise DeployError(f"no joint state on {r.state_topic} within {self.connect_timeout:.0f} s", EXIT_WATCHDOG)
+        stale = self._stale(msg)
+        if stale:
+            raise DeployError(f"the first joint state on {r.state_topic} is not fresh: {stale}", EXIT_WATCHDOG)
         try:
             reading = self.adapter.reading(msg)
         except StateError as exc:
@@ -197,6 +244,22 @@ class DeployLoop:
             self._send(-1, self.safety.hold("start", time.perf_counter()), None, None)
         return seen, reading
 
+    def _check_command_topic(self) -> None:
+        """Refuse to start while another node publishes commands; then keep watching, in a thread."""
+        if self.robot.share_command_topic:
+            return
+        others = self._intruders()
+        if others is None:
+            self.publisher_check = "unavailable"
+            LOG.warning("deploy: the %s transport cannot list the publishers on %s; not checked",
+                        self.transport.name, self.robot.command_topic)
+            return
+        if others:
+            raise DeployError(f"another node publishes on {self.robot.command_topic}: {', '.join(others)}; stop it, "
+                              "or set robot.command.share=true to share the topic")
+        self.publisher_check = "made"
+        threading.Thread(target=self._watch_command_topic, name="command-topic-watch", daemon=True).start()
+
     def run(self, steps: int, stop_at_goal: bool = False, goal_tolerance: float = 0.1) -> dict[str, Any]:
         status, message = "done", ""
         step = 0
@@ -209,6 +272,7 @@ class DeployLoop:
         try:
             seen, self.last_reading = self._start()
             bad_since: float | None = None
+            stale_reason: str | None = None
             period, timeout = self.robot.period, self.robot.state_timeout
             last_fresh = next_tick = time.perf_counter()
             while step < steps:
@@ -222,21 +286,31 @@ class DeployLoop:
                     next_tick = time.perf_counter()
                 msg, received, count = self.states.latest()
                 now = tick = time.perf_counter()
-                if count == seen:   # no new state since the last tick: act on the newest one while it is fresh
+                fresh = count != seen
+                if fresh:
+                    self.counts["dropped_states"] += count - seen - 1   # folded: only the newest one is acted on
+                    seen = count
+                    stale = self._stale(msg)
+                    if stale:   # received, but by its stamp not a new state (a frozen driver, a late one)
+                        self.counts["stale_states"] += 1
+                        fresh, stale_reason = False, stale
+                if not fresh:   # no new state since the last tick: act on the newest one while it is fresh
                     if now - last_fresh > timeout:
                         self._hold(step, "watchdog: no fresh state")
-                        status, message = "watchdog", f"no joint state for {timeout} s: arm held, deploy stopped"
+                        why = f" ({stale_reason})" if stale_reason else ""
+                        status, message = "watchdog", f"no fresh joint state for {timeout} s{why}: arm held, deploy stopped"
                         break
-                    if bad_since is not None or self.estop.is_set():
-                        continue    # held (a bad state, the e-stop): a stale state changes nothing
+                    if bad_since is not None or self._hold_reason():
+                        if self._hold_reason():
+                            self._hold(step, self._hold_reason())
+                        continue    # held (a bad state, the e-stop, another publisher): a stale state changes nothing
                     reading = self.last_reading
                 else:
-                    self.counts["dropped_states"] += count - seen - 1   # folded: only the newest one is acted on
-                    seen, last_fresh = count, received
+                    last_fresh, stale_reason = received, None
                     if self.transport.errors:
                         raise DeployError(f"ROS reported an error: {self.transport.errors[0]}")
-                    if self.estop.is_set():
-                        self._hold(step, "e-stop")
+                    if self._hold_reason():
+                        self._hold(step, self._hold_reason())
                         continue
                     try:
                         reading = self.adapter.reading(msg)
@@ -251,7 +325,7 @@ class DeployLoop:
                 self.state_ages.append(now - last_fresh)
                 bad_since = None
                 with self._send_lock:
-                    if self.estop.is_set():   # pressed while this tick was being prepared
+                    if self._hold_reason():   # pressed (or intruded) while this tick was being prepared
                         continue
                     if self.holding is not None:    # back from a hold: start again from where the arm is
                         self.safety.start(reading.positions, time.perf_counter())
@@ -275,10 +349,19 @@ class DeployLoop:
             if isinstance(exc, DeployError) and exc.exit_code == EXIT_WATCHDOG:
                 status = "watchdog"
         finally:
+            self._monitor_stop.set()
             sys.setswitchinterval(switch_interval)
             self.log.close()
             self.transport.close()
         return self._summary(status, message, step)
+
+    def _hold_reason(self) -> str | None:
+        """Why the arm must stay held whatever the state says: the e-stop, or another node commanding it."""
+        if self.estop.is_set():
+            return "e-stop"
+        if self.intruders:
+            return f"another publisher on {self.robot.command_topic}: {', '.join(self.intruders)}"
+        return None
 
     def _emergency_hold(self, step: int, exc: BaseException) -> None:
         if self.safety.last_target is None:
@@ -296,7 +379,7 @@ class DeployLoop:
         summary = {
             "status": status, "message": message, "steps": steps, "robot": self.robot.name,
             "transport": self.transport.name, "dry_run": self.dry_run, "control_rate_hz": self.robot.control_rate,
-            **self.counts,
+            **self.counts, "publisher_check": self.publisher_check,
             "latency_ms": {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)), "max": float(lat.max())} if lat.size else None,
             "state_age_ms": {"p50": float(np.percentile(age, 50)), "p99": float(np.percentile(age, 99)), "max": float(age.max())} if age.size else None,
             "final_positions": None if self.last_reading is None else self.last_reading.positions.tolist(),

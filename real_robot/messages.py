@@ -110,6 +110,18 @@ def stamp_now() -> dict[str, int]:
     return {"secs": int(now), "nsecs": int((now % 1.0) * 1e9)}
 
 
+def stamp_seconds(msg: Mapping[str, Any]) -> float | None:
+    """A message's header stamp in seconds since the epoch, or None when it has none (missing or zero)."""
+    header = msg.get("header") if isinstance(msg, Mapping) else None
+    stamp = header.get("stamp") if isinstance(header, Mapping) else None
+    if not isinstance(stamp, Mapping):
+        return None
+    secs, nsecs = stamp.get("secs", stamp.get("sec", 0)), stamp.get("nsecs", stamp.get("nanosec", 0))
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (secs, nsecs)) or (secs == 0 and nsecs == 0):
+        return None
+    return secs + 1e-9 * nsecs
+
+
 def joint_state(names: Sequence[str], positions: Sequence[float], velocities: Sequence[float]) -> dict[str, Any]:
     return {"header": {"seq": 0, "stamp": stamp_now(), "frame_id": ""}, "name": list(names),
             "position": [float(x) for x in positions], "velocity": [float(x) for x in velocities], "effort": []}

@@ -16,6 +16,7 @@ from robo_rl.config import ConfigError
 OBSERVATION_PARTS = ("joint_positions", "joint_velocities", "goal", "goal_error")
 COMMAND_TYPES = ("position", "velocity")
 COMMAND_MESSAGES = ("trajectory", "array")
+STAMP_CHECKS = ("check", "ignore")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class RobotConfig:
     goal_error_scale: float
     start: np.ndarray
     state_timeout: float
+    check_stamps: bool           # a state is fresh only if its header stamp advanced and is recent
+    share_command_topic: bool    # False: refuse to start / hold while another node publishes commands
     rosbridge_host: str
     rosbridge_port: int
 
@@ -135,6 +138,13 @@ def robot_config(cfg: Mapping[str, Any]) -> RobotConfig:
     else:
         workspace = None
     bridge = cfg.get("rosbridge") or {}
+    watchdog = cfg.get("watchdog") or {}
+    stamps = watchdog.get("stamps", "check")
+    if stamps not in STAMP_CHECKS:
+        raise ConfigError(f"config key 'robot.watchdog.stamps' must be one of {', '.join(STAMP_CHECKS)}, got {stamps!r}")
+    share = command.get("share", False)
+    if not isinstance(share, bool):
+        raise ConfigError(f"config key 'robot.command.share' must be true or false, got {share!r}")
     return RobotConfig(
         name=str(cfg.get("name", "robot")), env_id=cfg.get("env_id"), joints=joints, limits=limits,
         control_rate=_positive(cfg.get("control_rate"), "robot.control_rate"),
@@ -143,7 +153,8 @@ def robot_config(cfg: Mapping[str, Any]) -> RobotConfig:
         workspace=workspace, observation=observation,
         max_velocity=_positive((cfg.get("action") or {}).get("max_velocity"), "robot.action.max_velocity"),
         goal=goal, goal_error_scale=float(cfg.get("goal_error_scale", 1.0)), start=_vector(cfg, "start", n, "robot") if cfg.get("start") is not None else np.zeros(n),
-        state_timeout=_positive((cfg.get("watchdog") or {}).get("state_timeout"), "robot.watchdog.state_timeout"),
+        state_timeout=_positive(watchdog.get("state_timeout"), "robot.watchdog.state_timeout"),
+        check_stamps=stamps == "check", share_command_topic=share,
         rosbridge_host=str(bridge.get("host", "127.0.0.1")), rosbridge_port=int(bridge.get("port", 9090)),
     )
 

@@ -3,11 +3,13 @@ follows commands on the robot config's command topic, like an arm's driver with 
 velocity controller. Same model and action meaning as ArmReach-v0.
 
   python -m robo_rl.real_robot.sim_arm_node [--robot sim_arm] [--rate HZ] [--command-type ...]
-      [--fault nan|range|malformed|silence [--fault-after SECONDS]] [--duration SECONDS]
+      [--fault nan|range|malformed|silence|freeze [--fault-after SECONDS]] [--no-stamps]
+      [--duration SECONDS]
 
 Commands that do not fit (wrong joint names or counts, non-finite values) are ignored with a
 warning. --fault makes the node misbehave (after --fault-after seconds, or from the moment it gets
-SIGUSR1), for the deploy loop's fault tests.
+SIGUSR1), for the deploy loop's fault tests: `freeze` republishes its last message unchanged (same
+header stamp, same positions), as a hung driver does; --no-stamps sends zero stamps, as some do.
 """
 from __future__ import annotations
 
@@ -35,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=None, help="state rate in Hz (default: the robot's control rate)")
     parser.add_argument("--command-type", choices=["position", "velocity"], default=None)
     parser.add_argument("--command-message", choices=["trajectory", "array"], default=None)
-    parser.add_argument("--fault", choices=["nan", "range", "malformed", "silence"], default=None)
+    parser.add_argument("--fault", choices=["nan", "range", "malformed", "silence", "freeze"], default=None)
     parser.add_argument("--fault-after", type=float, default=None, help="seconds (default: on SIGUSR1)")
+    parser.add_argument("--no-stamps", action="store_true", help="publish header stamps of zero")
     parser.add_argument("--duration", type=float, default=600.0, help="exit after this many seconds")
     opts = parser.parse_args(argv)
     overrides = []
@@ -80,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     fault_on = [False]
     signal.signal(signal.SIGUSR1, lambda *_: fault_on.__setitem__(0, True))
     next_tick = start
+    last_state = None
     print(f"sim_arm: publishing {robot.state_topic} at {robot.control_rate:g} Hz, following {robot.command_topic}", flush=True)
     while not rospy.is_shutdown() and time.monotonic() - start < opts.duration:
         if robot.command_type == "velocity":
@@ -92,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         faulty = opts.fault is not None and fault_on[0]
         if faulty and opts.fault == "silence":
             pass
+        elif faulty and opts.fault == "freeze" and last_state is not None:
+            pub.publish(last_state)
         else:
             if faulty and opts.fault == "nan":
                 q = q.copy()
@@ -100,7 +106,11 @@ def main(argv: list[str] | None = None) -> int:
                 q = q + 5.0
             elif faulty and opts.fault == "malformed":
                 names = names[:3]
-            pub.publish(messages.to_ros(state_cls, messages.joint_state(names, q, qd)))
+            state = messages.joint_state(names, q, qd)
+            if opts.no_stamps:
+                state["header"]["stamp"] = {"secs": 0, "nsecs": 0}
+            last_state = messages.to_ros(state_cls, state)
+            pub.publish(last_state)
         next_tick += period
         time.sleep(max(0.0, next_tick - time.monotonic()))
     return 0

@@ -16,6 +16,7 @@ import logging
 import sys
 import threading
 import time
+import xmlrpc.client
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -53,6 +54,10 @@ class Transport(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def other_publishers(self, topic: str) -> list[str] | None:
+        """The other live nodes publishing on `topic` (None: this transport cannot tell)."""
+        return None
 
     def advertise(self, topic: str, ros_type: str) -> None:
         if topic not in self.allowed_publish:
@@ -126,6 +131,17 @@ class RospyTransport(Transport):
             time.sleep(0.02)
         return True
 
+    def other_publishers(self, topic: str) -> list[str] | None:
+        """Publishers the ROS master lists for `topic`, less this node and nodes that no longer answer
+        (a node killed outright stays registered until its name is reused)."""
+        import rosgraph
+
+        me = self._rospy.get_name()
+        master = rosgraph.Master(me)
+        publishers, _, _ = master.getSystemState()
+        nodes = next((names for name, names in publishers if name == topic), [])
+        return [node for node in nodes if node != me and _node_answers(master, me, node)]
+
     def close(self) -> None:
         for sub in self._subscribers:
             sub.unregister()
@@ -134,6 +150,27 @@ class RospyTransport(Transport):
         self._subscribers, self._publishers = [], {}
         if hasattr(self, "_rospy"):
             self._rospy.signal_shutdown("deploy finished")
+
+
+class _TimeoutTransport(xmlrpc.client.Transport):
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self._timeout = timeout
+
+    def make_connection(self, host: Any) -> Any:
+        connection = super().make_connection(host)
+        connection.timeout = self._timeout
+        return connection
+
+
+def _node_answers(master: Any, caller: str, node: str, timeout: float = 1.0) -> bool:
+    """Whether `node` answers its XML-RPC API (getPid) within `timeout` seconds."""
+    try:
+        uri = master.lookupNode(node)
+        code, _, _ = xmlrpc.client.ServerProxy(uri, transport=_TimeoutTransport(timeout)).getPid(caller)
+        return code == 1
+    except Exception:   # unknown to the master, refused, timed out: not a live publisher
+        return False
 
 
 class RosbridgeTransport(Transport):

@@ -442,3 +442,70 @@ def test_a_press_shorter_than_a_period_is_held_at_once(roscore, arm, policy, tmp
     held = [r for r in rows if r["reasons"] == "e-stop"]
     assert len(held) == 1 and held[0]["status"] == "hold"
     assert rows[-1]["reasons"] == "end of run"   # released by the false: the policy went on
+
+
+def test_a_frozen_driver_is_caught_by_its_header_stamp(roscore, arm, policy, tmp_path):
+    """A hung driver that keeps republishing its last message (same stamp) is no fresh state: hold, exit 3."""
+    node = arm("--fault", "freeze")
+    out = tmp_path / "out"
+    proc = start_deploy(roscore, policy, out, "steps=1000")
+    wait_for_commands(out, 5, proc)
+    node.send_signal(signal.SIGUSR1)
+    rc = proc.wait(timeout=60)
+    summary, rows = read_deploy(out)
+    assert rc == 3 and summary["status"] == "watchdog", proc.stderr.read()
+    assert "header stamp stopped advancing" in summary["message"] and summary["stale_states"] >= 5
+    assert rows[-1]["status"] == "hold" and rows[-1]["reasons"].startswith("watchdog")
+    # No more than the timeout's worth of commands went out on the frozen state.
+    frozen_at = float(rows[-1]["time"]) - ROBOT.state_timeout
+    assert sum(r["status"] == "sent" and float(r["time"]) > frozen_at + 0.1 for r in rows) <= ROBOT.state_timeout * ROBOT.control_rate
+
+
+def deploy_refused(env: dict, checkpoint: Path, out: Path, *extra: str) -> tuple[int, str]:
+    """A deploy that must stop before commanding: its exit code and its one line on stderr."""
+    result = subprocess.run(deploy_args(checkpoint, out, *extra), env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert "Traceback" not in result.stderr and not (out / "commands.csv").read_text().splitlines()[1:]
+    return result.returncode, result.stderr.strip().splitlines()[-1]
+
+
+def test_a_driver_without_stamps_needs_the_stamp_check_off(roscore, arm, policy, tmp_path):
+    arm("--no-stamps")
+    rc, line = deploy_refused(roscore, policy, tmp_path / "checked", "steps=20")
+    assert rc == 3 and "no header stamp (robot.watchdog.stamps=ignore" in line
+    rc, summary, rows, err = deploy(roscore, policy, tmp_path / "ignored", "steps=20", "robot.watchdog.stamps=ignore")
+    assert rc == 0 and summary["steps"] == 20 and summary["stale_states"] == 0, err
+
+
+def command_topic_intruder(env: dict, seconds: float) -> subprocess.Popen:
+    """Another ROS node that advertises the command topic for `seconds` (it never moves the arm)."""
+    script = ("import sys, time; sys.path.append('/usr/lib/python3/dist-packages'); import rospy;"
+              "from trajectory_msgs.msg import JointTrajectory; rospy.init_node('teleop', disable_signals=True);"
+              f"p = rospy.Publisher('{ROBOT.command_topic}', JointTrajectory, queue_size=1); print('intruder: up', flush=True);"
+              f"time.sleep({seconds}); p.unregister(); rospy.signal_shutdown('done')")
+    return start([sys.executable, "-c", script], env, ready="intruder: up")
+
+
+def test_another_publisher_on_the_command_topic(roscore, arm, policy, tmp_path):
+    """Refused at start with one line naming it; shared when configured; while running the arm is held
+    as long as the other node publishes, then the policy goes on."""
+    arm()
+    intruder = command_topic_intruder(roscore, 60)
+    try:
+        rc, line = deploy_refused(roscore, policy, tmp_path / "refused", "steps=20")
+        assert rc == 1 and line.endswith(
+            f"another node publishes on {ROBOT.command_topic}: /teleop; stop it, or set robot.command.share=true to share the topic")
+        rc, summary, _, err = deploy(roscore, policy, tmp_path / "shared", "steps=20", "robot.command.share=true")
+        assert rc == 0 and summary["publisher_check"] == "off", err
+    finally:
+        stop(intruder)
+    out = tmp_path / "running"
+    proc = start_deploy(roscore, policy, out, "steps=120")
+    wait_for_commands(out, 5, proc)
+    command_topic_intruder(roscore, 2.5).wait(timeout=30)   # up for 2.5 s, then gone
+    rc = proc.wait(timeout=60)
+    summary, rows = read_deploy(out)
+    assert rc == 0 and summary["intrusions"] == 1 and summary["publisher_check"] == "made", proc.stderr.read()
+    i = next(i for i, r in enumerate(rows) if r["reasons"].startswith("another publisher"))
+    assert rows[i]["status"] == "hold" and rows[i]["reasons"].endswith(": /teleop")
+    assert float(rows[i + 1]["time"]) - float(rows[i]["time"]) > 1.0   # held while it was there
+    assert rows[i + 1]["status"] == "sent" and rows[-1]["reasons"] == "end of run"
