@@ -400,15 +400,25 @@ def test_unreachable_rosbridge_is_one_line(tmp_path):
 
 @needs_ros
 def test_bench_ros_quick(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "robo_rl.cli", "bench", "ros", "--transports", "rospy", "--rates", "100",
-                             "--steps", "300"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    """A driver at 5x the control rate: commands still go out at the configured 20 Hz, within the speed limit."""
+    result = subprocess.run([sys.executable, "-m", "robo_rl.cli", "bench", "ros", "--transports", "rospy", "--rates", "",
+                             "--driver-rates", "100", "--driver-steps", "200"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
-    data = json.loads((tmp_path / "benchmarks" / "results" / "ros" / "rospy_100hz.json").read_text())
-    assert data["steps"] == 300 and 0 < data["latency_ms"]["p50"] <= data["latency_ms"]["p99"]
-    assert_png_shows(tmp_path / "benchmarks" / "results" / "ros" / "latency.png", "C0", "C1")  # p50 and p99 bars
-    summary = (tmp_path / "benchmarks" / "results" / "ros" / "summary.md").read_text()
-    assert f"| rospy | 100 Hz | 300 | {data['latency_ms']['p50']:.2f} |" in summary
+    folder = tmp_path / "benchmarks" / "results" / "ros"
+    data = json.loads((folder / "rospy_20hz_driver100hz.json").read_text())
+    assert data["steps"] == 200 and 0 < data["latency_ms"]["p50"] <= data["latency_ms"]["p99"]
+    assert 0.8 * ROBOT.control_rate <= data["command_rate_hz"] <= 1.1 * ROBOT.control_rate
+    assert data["dropped_states"] >= 2 * data["steps"] and 0.2 < data["window_speed_ratio"] <= 1.0
+    assert_png_shows(folder / "latency.png", "C0", "C1")  # p50 and p99 bars
+    summary = (folder / "summary.md").read_text()
+    assert f"| rospy | 20 Hz | 100 Hz | 200 | {data['command_rate_hz']:.1f} | {data['latency_ms']['p50']:.2f} |" in summary
+
+
+def test_bench_ros_bad_rates_are_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "robo_rl.cli", "bench", "ros", "--driver-rates", "100,fast"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.strip() == "robo-rl: --driver-rates must be a comma list of rates in Hz, got '100,fast'"
 
 
 @pytest.mark.parametrize("state_rate", [100.0, 10.0])   # 5x and 0.5x the sim arm's 20 Hz control rate

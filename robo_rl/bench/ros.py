@@ -1,12 +1,18 @@
 """`robo-rl bench ros`: control-loop latency of `robo-rl deploy` over rospy and rosbridge, on loopback.
 
-For each transport and rate: a fresh roscore, the MuJoCo sim arm node publishing JointState at that
-rate, (for rosbridge) the rosbridge v2 test peer from tests/, and `robo-rl deploy` for `--steps`
-decisions of an SB3 SAC policy (256x256 actor; untrained weights, the same inference cost as a
-trained one). The deploy loop runs at its own control rate (here the same rate as the node's
-states); latency is measured inside it from the tick at which it acts on the newest state to the
-return of the publish call; a deadline is missed when that exceeds one period. One result file per (transport, rate) in benchmarks/results/ros/; finished ones are
-skipped. Needs ROS 1 (scripts/setup.sh installs it) and the repository's tests/ folder.
+Two kinds of rows, each on a fresh roscore with the MuJoCo sim arm node and (for rosbridge) the
+rosbridge v2 test peer from tests/, running `robo-rl deploy` with an SB3 SAC policy (256x256 actor;
+untrained weights, the same inference cost as a trained one):
+- `--rates`: control loop and driver at the same rate (the loop's latency at that rate);
+- `--driver-rates`: the driver publishes at that rate while the loop runs at the robot's configured
+  control rate (20 Hz for sim_arm): the command rate must stay the configured one and the
+  commanded speed within the velocity limit, whatever the driver does.
+Latency is measured inside the loop from the tick at which it acts on the newest state to the
+return of the publish call; a deadline is missed when that exceeds one period. Each row also
+reports the rate at which commands went out and the fastest commanded joint speed over any window
+of at least 0.25 s, as a fraction of the velocity limit. One result file per row in
+benchmarks/results/ros/; finished ones are skipped. Needs ROS 1 (scripts/setup.sh installs it)
+and the repository's tests/ folder.
 """
 from __future__ import annotations
 
@@ -40,22 +46,42 @@ def _policy(folder: Path) -> Path:
     return build_agent(cfg, env).save(folder / "policy.safetensors")
 
 
-def run_one(transport: str, rate: float, steps: int, work: Path) -> dict:
-    from robo_rl.real_robot.launch import free_port, start_process, start_roscore, start_sim_arm, stop_process
+SPEED_WINDOW = 0.25   # s: the shortest window over which commanded speed is measured
 
+
+def window_speed_ratio(times: np.ndarray, targets: np.ndarray, limit: np.ndarray) -> float:
+    """The largest |q(t_j) - q(t_i)| / (limit * (t_j - t_i)) over pairs at least SPEED_WINDOW apart."""
+    worst = 0.0
+    for i, t in enumerate(times):
+        j = int(np.searchsorted(times, t + SPEED_WINDOW))
+        if j < len(times):
+            worst = max(worst, float(np.max(np.abs(targets[j] - targets[i]) / (limit * (times[j] - t)))))
+    return worst
+
+
+def row_name(transport: str, control: float, driver: float) -> str:
+    return f"{transport}_{control:g}hz" + ("" if driver == control else f"_driver{driver:g}hz")
+
+
+def run_one(transport: str, control: float, driver: float, steps: int, work: Path) -> dict:
+    from robo_rl.config import compose
+    from robo_rl.real_robot.launch import free_port, start_process, start_roscore, start_sim_arm, stop_process
+    from robo_rl.real_robot.robot import robot_config
+
+    robot = robot_config(compose(["checkpoint=x", f"robot.control_rate={control}"], "deploy").robot)
     core, env = start_roscore(work)
     procs = [core]
     try:
-        procs.append(start_sim_arm(env, "--rate", str(rate), "--duration", str(steps / rate + 120)))
+        procs.append(start_sim_arm(env, "--rate", str(driver), "--duration", str(steps / control + 120)))
         extra = []
         if transport == "rosbridge":
             bridge_port = free_port()
             procs.append(start_process([sys.executable, str(_peer_script()), "--port", str(bridge_port)], env, "rosbridge_peer:"))
             extra = [f"robot.rosbridge.port={bridge_port}"]
-        out = work / f"{transport}_{rate:g}"
+        out = work / row_name(transport, control, driver)
         cmd = [sys.executable, "-m", "robo_rl.cli", "deploy", f"checkpoint={_policy(work)}", f"out={out}",
-               f"transport={transport}", f"steps={steps}", f"robot.control_rate={rate}", *extra]
-        result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=steps / rate + 300)
+               f"transport={transport}", f"steps={steps}", f"robot.control_rate={control}", *extra]
+        result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=steps / control + 300)
         if result.returncode != 0:
             raise SystemExit(f"robo-rl: bench ros: deploy failed: {result.stderr.strip()[-500:]}")
     finally:
@@ -63,15 +89,19 @@ def run_one(transport: str, rate: float, steps: int, work: Path) -> dict:
             stop_process(proc)
     summary = json.loads((out / "deploy.json").read_text())
     with (out / "commands.csv").open() as f:
-        latencies = [float(r["latency_ms"]) for r in csv.DictReader(f) if r["status"] == "sent" and r["latency_ms"]]
-    lat = np.asarray(latencies)
+        sent = [r for r in csv.DictReader(f) if r["status"] == "sent"]
+    lat = np.asarray([float(r["latency_ms"]) for r in sent if r["latency_ms"]])
+    times = np.array([float(r["time"]) for r in sent])
+    targets = np.array([[float(r[j]) for j in robot.joints] for r in sent])
     return {
-        "transport": transport, "rate_hz": rate, "steps": summary["steps"], "period_ms": 1e3 / rate,
+        "transport": transport, "rate_hz": control, "driver_rate_hz": driver, "steps": summary["steps"],
+        "period_ms": 1e3 / control, "command_rate_hz": (len(times) - 1) / float(times[-1] - times[0]),
+        "window_speed_ratio": window_speed_ratio(times, targets, robot.limits.velocity),
         "latency_ms": {"p50": float(np.percentile(lat, 50)), "p90": float(np.percentile(lat, 90)),
                        "p99": float(np.percentile(lat, 99)), "max": float(lat.max()), "mean": float(lat.mean())},
-        "missed_deadlines": int(np.sum(lat > 1e3 / rate)), "dropped_states": summary["dropped_states"],
+        "missed_deadlines": int(np.sum(lat > 1e3 / control)), "dropped_states": summary["dropped_states"],
         "histogram_ms": np.histogram(lat, bins=np.linspace(0, max(5.0, float(np.percentile(lat, 99.9))), 51))[0].tolist(),
-        "policy": "SB3 SAC actor 256x256 (deterministic), one decision per state message",
+        "policy": "SB3 SAC actor 256x256 (deterministic), one decision per control tick",
     }
 
 
@@ -83,17 +113,22 @@ def report() -> str:
 
     folder = results_dir() / "ros"
     results = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-    lines = ["| transport | rate | steps | p50 ms | p90 ms | p99 ms | max ms | missed deadlines | dropped states |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    results = [r for r in results if "driver_rate_hz" in r]   # rows measured before the fixed-rate loop are not comparable
+    lines = ["| transport | control | driver | steps | commands/s | p50 ms | p90 ms | p99 ms | max ms | missed deadlines "
+             "| folded states | peak speed / limit |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
     for r in results:
         lat = r["latency_ms"]
-        lines.append(f"| {r['transport']} | {r['rate_hz']:g} Hz | {r['steps']} | {lat['p50']:.2f} | {lat['p90']:.2f} | "
-                     f"{lat['p99']:.2f} | {lat['max']:.2f} | {r['missed_deadlines']} | {r['dropped_states']} |")
-        ax.bar([f"{r['transport']}\n{r['rate_hz']:g} Hz"], [lat["p99"]], color="tab:orange", label="p99" if r is results[0] else None)
-        ax.bar([f"{r['transport']}\n{r['rate_hz']:g} Hz"], [lat["p50"]], color="tab:blue", label="p50" if r is results[0] else None)
+        lines.append(f"| {r['transport']} | {r['rate_hz']:g} Hz | {r['driver_rate_hz']:g} Hz | {r['steps']} | {r['command_rate_hz']:.1f} "
+                     f"| {lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | {lat['max']:.2f} | {r['missed_deadlines']} "
+                     f"| {r['dropped_states']} | {r['window_speed_ratio']:.2f} |")
+        label = f"{r['transport']}\n{r['rate_hz']:g}/{r['driver_rate_hz']:g} Hz"
+        ax.bar([label], [lat["p99"]], color="tab:orange", label="p99" if r is results[0] else None)
+        ax.bar([label], [lat["p50"]], color="tab:blue", label="p50" if r is results[0] else None)
     ax.axhline(5.0, color="gray", ls="--", lw=1)
     ax.set_ylabel("tick -> command published (ms)")
+    ax.set_xlabel("transport, control / driver rate")
     ax.set_title("robo-rl deploy control loop on loopback")
     ax.legend()
     fig.tight_layout()
@@ -102,29 +137,65 @@ def report() -> str:
     return write_summary("ros", folder, lines)
 
 
+def _rates(text: str, flag: str) -> list[float]:
+    try:
+        rates = [float(r) for r in text.split(",") if r.strip()]
+    except ValueError:
+        rates = [-1.0]
+    if any(r <= 0 for r in rates):
+        from robo_rl.config import ConfigError
+
+        raise ConfigError(f"{flag} must be a comma list of rates in Hz, got '{text}'")
+    return rates
+
+
+def _done(path: Path, steps: int) -> bool:
+    """A finished row of at least `steps` decisions, measured with the fixed-rate loop."""
+    if not path.exists():
+        return False
+    done = json.loads(path.read_text())
+    return "driver_rate_hz" in done and done["steps"] >= steps
+
+
+def plan_rows(opts: argparse.Namespace) -> list[tuple[str, float, float, int]]:
+    """(transport, control rate, driver rate, steps) for every row asked for."""
+    from robo_rl.config import ConfigError, compose
+
+    configured = float(compose(["checkpoint=x"], "deploy").robot.control_rate)
+    rows = []
+    for transport in opts.transports.split(","):
+        if transport not in ("rospy", "rosbridge"):
+            raise ConfigError(f"--transports: unknown transport '{transport}' (valid: rospy, rosbridge)")
+        rows += [(transport, rate, rate, opts.steps) for rate in _rates(opts.rates, "--rates")]
+        rows += [(transport, configured, rate, opts.driver_steps) for rate in _rates(opts.driver_rates, "--driver-rates")]
+    return rows
+
+
 def main(args: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="robo-rl bench ros")
     parser.add_argument("--transports", default="rospy,rosbridge")
-    parser.add_argument("--rates", default="100,500")
-    parser.add_argument("--steps", type=int, default=10_000)
+    parser.add_argument("--rates", default="100,500", help="control loop and driver at each of these rates (Hz)")
+    parser.add_argument("--driver-rates", default="100,500",
+                        help="the driver at each of these rates (Hz), the loop at the robot's configured control rate")
+    parser.add_argument("--steps", type=int, default=10_000, help="decisions per --rates row")
+    parser.add_argument("--driver-steps", type=int, default=2_000, help="decisions per --driver-rates row")
     parser.add_argument("--report", action="store_true", help="only aggregate the result files")
     parser.add_argument("--force", action="store_true", help="measure again rows already measured")
     opts = parser.parse_args(args)
     folder = results_dir() / "ros"
     folder.mkdir(parents=True, exist_ok=True)
     if not opts.report:
+        rows = plan_rows(opts)
         with tempfile.TemporaryDirectory() as tmp:
-            for transport in opts.transports.split(","):
-                if transport not in ("rospy", "rosbridge"):
-                    raise SystemExit(f"robo-rl: unknown transport '{transport}' (valid: rospy, rosbridge)")
-                for rate in (float(r) for r in opts.rates.split(",")):
-                    path = folder / f"{transport}_{rate:g}hz.json"
-                    if path.exists() and not opts.force and json.loads(path.read_text())["steps"] >= opts.steps:
-                        print(f"bench ros: {path.name} done, skipped")
-                        continue
-                    print(f"bench ros: {transport} at {rate:g} Hz, {opts.steps} steps", flush=True)
-                    result = run_one(transport, rate, opts.steps, Path(tmp))
-                    path.write_text(json.dumps(result, indent=1) + "\n")
-                    lat = result["latency_ms"]
-                    print(f"bench ros: p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, missed {result['missed_deadlines']}", flush=True)
+            for transport, control, driver, steps in rows:
+                path = folder / f"{row_name(transport, control, driver)}.json"
+                if not opts.force and _done(path, steps):
+                    print(f"bench ros: {path.name} done, skipped")
+                    continue
+                print(f"bench ros: {transport}, control {control:g} Hz, driver {driver:g} Hz, {steps} steps", flush=True)
+                result = run_one(transport, control, driver, steps, Path(tmp))
+                path.write_text(json.dumps(result, indent=1) + "\n")
+                lat = result["latency_ms"]
+                print(f"bench ros: {result['command_rate_hz']:.1f} commands/s, p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, "
+                      f"missed {result['missed_deadlines']}, peak speed {result['window_speed_ratio']:.2f} of the limit", flush=True)
     print(report())
