@@ -425,10 +425,16 @@ def test_bench_ros_bad_rates_are_one_line(tmp_path):
 def test_commands_go_out_at_the_control_rate_whatever_the_driver_publishes(state_rate, roscore, arm, policy, tmp_path):
     """The loop runs on its own clock: a driver at 5x the control rate is folded (the command rate stays
     20 Hz), one at 0.5x has its newest state acted on at every tick; the commanded targets never move
-    faster than the velocity limit over any window."""
-    arm("--rate", str(state_rate))
+    faster than the velocity limit over any window, and neither does the arm itself."""
+    speed = tmp_path / "speed.json"
+    arm("--rate", str(state_rate), "--record-speed", str(speed))
     rc, summary, rows, err = deploy(roscore, policy, tmp_path / "out", "steps=60")
     assert rc == 0, err
+    measured = json.loads(speed.read_text())
+    assert measured["ticks"] >= 2 * state_rate   # the node recorded at least the deploy's 3 s
+    # The arm moves (the policy reaches for its goal) but no faster than its limit: with the old
+    # one-command-per-state loop a 100 Hz driver took it to 1.82 rad/s against the 1.5 rad/s limit.
+    assert 0.3 * ROBOT.limits.velocity.max() < max(measured["peak_speed"]) <= ROBOT.limits.velocity.max(), measured
     sent = [r for r in rows if r["status"] == "sent"]
     assert len(sent) == 60
     times = np.array([float(r["time"]) for r in sent])
