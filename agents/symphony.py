@@ -46,7 +46,7 @@ from torch import nn
 
 from robo_rl.agents.base import Agent, option
 from robo_rl.agents.nets import flatten_parameters, resolve_device
-from robo_rl.replay import FadingSampler, ReplayBuffer
+from robo_rl.replay import FadingSampler, ReplayBuffer, fading_weights
 
 GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0  # 0.618: Adam's beta1 and the EMA factor alpha
 
@@ -222,6 +222,11 @@ class Symphony(Agent):
         self.tau = option(c, "tau", float, 0.005)
         self.ema_alpha = option(c, "ema_alpha", float, GOLDEN)
         self.quiet_steps = option(c, "quiet_steps", int, 50)  # A-term off this close to the time limit
+        # exploration: 1/mean|r| of the exploration data, fixed (the paper); buffer: recomputed over the
+        # whole buffer at every training step (a departure from the paper, for rewards that grow a lot).
+        self.reward_normaliser = option(c, "reward_normaliser", str, "exploration")
+        if self.reward_normaliser not in ("exploration", "buffer"):
+            raise ValueError(f"agent.reward_normaliser must be exploration or buffer, got '{self.reward_normaliser}'")
         self.learning_starts = self.explore_steps
         self.replay_size = self.explore_steps * self.times
         if len(observation_space.shape) != 1:
@@ -278,9 +283,24 @@ class Symphony(Agent):
     def _fill(self, replay: ReplayBuffer) -> None:
         """After exploration: tile the data to fill the buffer, and fix the reward normaliser."""
         replay.tile(max(1, replay.capacity // replay.size))
+        self._normalise_rewards(replay)
+        self.filled = True
+
+    def _normalise_rewards(self, replay: ReplayBuffer) -> None:
         mean_abs = float(np.abs(replay.reward[: replay.size]).mean())
         self.reward_scale = 1.0 / mean_abs if mean_abs > 0 else 1.0
-        self.filled = True
+
+    def post_exploration_share(self, step: int) -> float:
+        """The expected share of sampled transitions collected after exploration, at env step `step`.
+
+        From the end of exploration the buffer is full (tiled copies), and each env step replaces its
+        oldest entry: the newest step - explore_steps entries are post-exploration data, and the fading
+        weights give the newest k of n entries a share of 1 - cdf(n - 1 - k)."""
+        fresh = min(max(step - self.explore_steps, 0), self.replay_size)
+        if fresh == 0:
+            return 0.0
+        cdf = np.cumsum(fading_weights(self.replay_size))
+        return float(1.0 - cdf[self.replay_size - 1 - fresh]) if fresh < self.replay_size else 1.0
 
     def loss(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The one-pass loss on a batch (obs, action, reward, next_obs, terminated); updates Q_ema."""
@@ -326,6 +346,8 @@ class Symphony(Agent):
     def train_step(self, replay: ReplayBuffer) -> dict[str, float]:
         if not self.filled:
             self._fill(replay)
+        elif self.reward_normaliser == "buffer":
+            self._normalise_rewards(replay)
         metrics: dict[str, torch.Tensor] = {}
         for _ in range(self.updates_per_step):
             batch = replay.gather(self.sampler.indices(replay, self.batch_size))

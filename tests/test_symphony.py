@@ -217,3 +217,61 @@ def test_symphony_learns_inverted_pendulum_far_above_a_zero_action_policy():
     random = evaluate(RandomAgent(env.observation_space, env.action_space, {}, 0), eval_env, 5, seed=100)["mean_return"]
     print(f"symphony {trained:.1f} random {random:.1f}")
     assert random < 15 and trained > 70, (trained, random)
+
+
+def budget_config(**changes) -> dict:
+    """configs/agent/symphony_budget.yaml as composed by the CLI, with `changes` on top."""
+    from omegaconf import OmegaConf
+
+    from robo_rl.config import compose
+
+    return {**OmegaConf.to_container(compose(["agent=symphony_budget"]).agent, resolve=True), **changes}
+
+
+def test_the_budget_configuration_changes_only_sizes_and_schedule():
+    from omegaconf import OmegaConf
+
+    from robo_rl.config import compose
+
+    paper = OmegaConf.to_container(compose(["agent=symphony"]).agent, resolve=True)
+    budget = budget_config()
+    changed = {k for k in paper if paper[k] != budget[k]}
+    assert changed == {"name", "hidden", "batch_size", "updates_per_step", "explore_steps", "times", "learning_rate"}
+    assert budget["batch_size"] == budget["critic_heads"] * budget["hidden"] // 4   # the paper's tie
+    assert budget["reward_normaliser"] == "exploration" and budget["gradient_dropout"] == paper["gradient_dropout"]
+
+
+@pytest.mark.parametrize("step", [15_000, 60_000])
+def test_the_post_exploration_share_of_samples_is_the_computed_one(step):
+    """Explore, tile, keep collecting: the share of sampled transitions from after exploration is the one
+    post_exploration_share gives (budget configuration: ~100k buffer)."""
+    env = make_env(env_config("mujoco", "Hopper-v5"), seed=0)
+    agent = Symphony(env.observation_space, env.action_space, budget_config(hidden=32, batch_size=24), seed=0)
+    replay = agent.make_replay(200_000, seed=0)
+    zeros = np.zeros(env.observation_space.shape, np.float32)
+    for i in range(step):   # obs[0] marks who collected it: 0 exploration, 1 after
+        if i == agent.explore_steps:
+            agent._fill(replay)
+        marker = np.full_like(zeros, float(i >= agent.explore_steps))
+        replay.add(marker, np.zeros(agent.action_dim, np.float32), 1.0, zeros, False)
+    sampled = replay.obs[agent.sampler.indices(replay, 200_000), 0].mean()
+    expected = agent.post_exploration_share(step)
+    assert abs(sampled - expected) < 0.005, (sampled, expected)
+    # and the reason for the configuration: at 60k steps post-exploration data dominate sampling,
+    # where the paper's 512k buffer gives them a small share
+    paper = Symphony(env.observation_space, env.action_space, {"hidden": 32, "batch_size": 24}, seed=0)
+    if step == 60_000:
+        assert expected > 0.6 and paper.post_exploration_share(step) < 0.12   # about 66% against 10%
+
+
+def test_buffer_reward_normaliser_follows_the_rewards_in_the_buffer():
+    _, agent, replay = _agent_with_data(config={**SMALL, "reward_normaliser": "buffer"})
+    agent.train_step(replay)
+    first = agent.reward_scale
+    for _ in range(256):   # rewards 10x larger replace the exploration data
+        replay.add(replay.obs[0], replay.action[0], 10.0 * float(np.abs(replay.reward).mean()), replay.obs[0], False)
+    agent.train_step(replay)
+    assert agent.reward_scale == pytest.approx(first / 10, rel=1e-4)
+    fixed = _agent_with_data()[1]
+    with pytest.raises(ValueError, match="reward_normaliser"):
+        Symphony(fixed.observation_space, fixed.action_space, {**SMALL, "reward_normaliser": "sometimes"})
