@@ -268,8 +268,9 @@ def test_buffer_reward_normaliser_follows_the_rewards_in_the_buffer():
     _, agent, replay = _agent_with_data(config={**SMALL, "reward_normaliser": "buffer"})
     agent.train_step(replay)
     first = agent.reward_scale
+    larger = 10.0 * float(np.abs(replay.reward).mean())
     for _ in range(256):   # rewards 10x larger replace the exploration data
-        replay.add(replay.obs[0], replay.action[0], 10.0 * float(np.abs(replay.reward).mean()), replay.obs[0], False)
+        replay.add(replay.obs[0], replay.action[0], larger, replay.obs[0], False)
     agent.train_step(replay)
     assert agent.reward_scale == pytest.approx(first / 10, rel=1e-4)
     fixed = _agent_with_data()[1]
