@@ -24,6 +24,39 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None
                           text=True, timeout=timeout, env=full_env)
 
 
+# One process for many CLI invocations that fail fast (bad input): the real `main`, the real stderr,
+# the exit code it returns or raises; only the interpreter start and imports are shared between them.
+_BATCH = """
+import contextlib, io, json, sys, traceback
+from robo_rl.cli import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    results.append({"returncode": code, "stdout": out.getvalue(), "stderr": err.getvalue()})
+print(json.dumps(results))
+"""
+
+
+def run_cli_batch(invocations: list[list[str]], cwd: Path, timeout: float = 300) -> list[subprocess.CompletedProcess]:
+    """Run `robo-rl <argv>` for each argv in one fresh interpreter, one after the other."""
+    import json
+
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+    done = subprocess.run([sys.executable, "-c", _BATCH, json.dumps(invocations)], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=full_env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [subprocess.CompletedProcess(argv, r["returncode"], r["stdout"], r["stderr"])
+            for argv, r in zip(invocations, json.loads(done.stdout.splitlines()[-1]))]
+
+
 @pytest.fixture
 def cli(tmp_path):
     def _run(*args: str, **kwargs):

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from conftest import run_cli_batch
 
 from robo_rl.config import ConfigError, compose, group_options, validate_overrides
 
@@ -21,9 +22,15 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("args,message", BAD_INPUTS)
-def test_bad_input_gives_one_line_and_exit_2(cli, args, message):
-    result = cli("train", *args)
+@pytest.fixture(scope="module")
+def bad_input_results(tmp_path_factory):
+    """Every BAD_INPUTS case through `robo-rl train`, in one interpreter (they all stop before training)."""
+    return run_cli_batch([["train", *args] for args, _ in BAD_INPUTS], cwd=tmp_path_factory.mktemp("bad_input"))
+
+
+@pytest.mark.parametrize("case", range(len(BAD_INPUTS)), ids=[" ".join(args) for args, _ in BAD_INPUTS])
+def test_bad_input_gives_one_line_and_exit_2(bad_input_results, case):
+    result, message = bad_input_results[case], BAD_INPUTS[case][1]
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
@@ -32,17 +39,25 @@ def test_bad_input_gives_one_line_and_exit_2(cli, args, message):
 
 
 def test_other_commands_reject_bad_input(cli, tmp_path):
-    assert cli("fly").returncode == 2
-    assert cli("bench", "nope").returncode == 2
-    result = cli("bench", "learn", "--tasks", "Foo-v5")
-    assert result.returncode == 2 and result.stderr.strip() == (
+    assert cli("fly").returncode == 2   # one in a process of its own, as a user runs it
+    fly, bench, tasks, missing, video, resume, *deploy = run_cli_batch([
+        ["fly"], ["bench", "nope"], ["bench", "learn", "--tasks", "Foo-v5"], ["eval", f"run={tmp_path / 'missing'}"],
+        ["eval", f"run={tmp_path / 'missing'}", "video=maybe"], ["train", f"resume={tmp_path}"],
+        ["deploy", "checkpoint=nowhere", "robot=ur5"], ["deploy", "robot.limits.velocity=fast", "checkpoint=nowhere"],
+        ["deploy", "checkpoint=nowhere"]], cwd=tmp_path)
+    assert fly.returncode == 2 and fly.stderr.strip() == "robo-rl: unknown command 'fly' (valid: train, eval, deploy, fas, bench, demos, options)"
+    assert bench.returncode == 2
+    assert tasks.returncode == 2 and tasks.stderr.strip() == (
         "robo-rl: --tasks: unknown task 'Foo-v5' (valid: HalfCheetah-v5, Walker2d-v5, Humanoid-v5, Hopper-v5)")
-    result = cli("eval", f"run={tmp_path / 'missing'}")
-    assert result.returncode == 2 and "no checkpoint" in result.stderr
-    result = cli("eval", f"run={tmp_path / 'missing'}", "video=maybe")
-    assert result.returncode == 2 and "argument 'video' expects true or false, got 'maybe'" in result.stderr
-    result = cli("train", f"resume={tmp_path}")
-    assert result.returncode == 2 and "config.yaml" in result.stderr
+    assert missing.returncode == 2 and "no checkpoint" in missing.stderr
+    assert video.returncode == 2 and "argument 'video' expects true or false, got 'maybe'" in video.stderr
+    assert resume.returncode == 2 and "config.yaml" in resume.stderr
+    robot, velocity, checkpoint = deploy
+    assert robot.returncode == 2 and "unknown robot 'ur5'" in robot.stderr
+    assert velocity.returncode == 2 and "robot.limits.velocity" in velocity.stderr
+    assert checkpoint.returncode == 2 and "nowhere" in checkpoint.stderr
+    for result in (fly, bench, tasks, missing, video, resume, *deploy):
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_group_options_list_configs():

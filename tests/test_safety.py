@@ -184,15 +184,6 @@ def test_only_allow_listed_topics_are_published():
     assert len(transport.sent) == 1 and ROBOT.rosbridge_host == "127.0.0.1"
 
 
-def test_deploy_cli_rejects_bad_input(cli):
-    result = cli("deploy", "checkpoint=nowhere", "robot=ur5")
-    assert result.returncode == 2 and "unknown robot 'ur5'" in result.stderr
-    result = cli("deploy", "robot.limits.velocity=fast", "checkpoint=nowhere")
-    assert result.returncode == 2 and "robot.limits.velocity" in result.stderr
-    result = cli("deploy", "checkpoint=nowhere")
-    assert result.returncode == 2 and "nowhere" in result.stderr and "Traceback" not in result.stderr
-
-
 # --- limits in time: any arrival times, any requests ---------------------------------------------
 from hypothesis import example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
