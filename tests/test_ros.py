@@ -104,9 +104,9 @@ def policy(tmp_path_factory):
 
 def train_arm_policy(run: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "robo_rl.cli", "train", "agent=sac", "env=arm_reach", "train.steps=8000",
-         "train.eval_every=8000", "train.eval_episodes=3", "train.video_steps=0", "train.save_replay=false",
-         "train.progress=false", "agent.learning_starts=1000", "agent.net_arch=[128,128]",
+        [sys.executable, "-m", "robo_rl.cli", "train", "agent=sac", "env=arm_reach", "train.steps=5000",
+         "train.eval_every=5000", "train.eval_episodes=3", "train.video_steps=0", "train.save_replay=false",
+         "train.progress=false", "agent.learning_starts=500", "agent.net_arch=[128,128]",
          "agent.learning_rate=1e-3", "threads=1", f"hydra.run.dir={run}"],
         capture_output=True, text=True, timeout=600, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
