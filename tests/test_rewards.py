@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import assert_png_shows
+from conftest import assert_png_shows, run_cli_batch
 from scipy.stats import spearmanr
 
 from robo_rl.rewards.demos import DemoError, collect_demos, load_demos, load_video_demos, progress_labels, save_demos, write_video_demos
@@ -337,9 +337,9 @@ def test_training_with_a_learned_reward_through_the_cli(cli, tmp_path, reward_fi
     result = cli("train", *common, f"reward.model={reward_file}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert (run / "checkpoint.safetensors").exists()
-    bad = cli("train", *common[:-1], f"hydra.run.dir={tmp_path / 'bad'}", f"reward.model={tmp_path / 'none'}")
+    bad, missing = run_cli_batch([["train", *common[:-1], f"hydra.run.dir={tmp_path / 'bad'}", f"reward.model={tmp_path / 'none'}"],
+                                  ["train", *common]], cwd=tmp_path)
     assert bad.returncode == 2 and "reward.model" in bad.stderr and "Traceback" not in bad.stderr
-    missing = cli("train", *common)
     assert missing.returncode == 2 and "reward.model" in missing.stderr
 
 
