@@ -114,6 +114,10 @@ def _hydra_train(args: list[str]) -> None:
               f"learning_curve.png{', policy.mp4' if cfg.train.video_steps else ''})")
         return float(result["mean_return"])
 
+    # Ray starts its workers at niceness 15, so that next to any other busy process a training job
+    # (the work itself) gets a few percent of a core: measured 286 s against 37 s for the same two
+    # small jobs with one other process busy. Jobs launched from here run at normal priority.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     argv = sys.argv
     sys.argv = ["robo-rl train", *args]
     try:
