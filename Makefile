@@ -1,7 +1,9 @@
 # Two commands on a fresh machine: `make demo` and `make test` (both run the setup first).
 VENV ?= .venv
 BIN := $(VENV)/bin
-PYTEST_WORKERS ?= 2
+# Three workers on two cores: the ROS tests spend most of their time waiting on real processes and
+# clocks, and a third worker keeps both cores busy meanwhile.
+PYTEST_WORKERS ?= 3
 
 .PHONY: setup demo demo-deploy test bench-throughput clean
 
