@@ -41,6 +41,7 @@ from robo_rl.real_robot.safety import Command, SafetyLayer, make_workspace
 from robo_rl.real_robot.transport import LOG, Transport, TransportError, make_transport
 
 EXIT_WATCHDOG = 3
+ESTOP_QUEUE = 32   # e-stop messages kept while the callback runs (states keep only the newest)
 PUBLISHER_CHECK_PERIOD = 1.0   # s between two looks at the master's publishers on the command topic
 
 
@@ -218,7 +219,8 @@ class DeployLoop:
         self.transport.connect(self.connect_timeout)
         self.transport.subscribe(r.state_topic, messages.JOINT_STATE, self.states.put)
         if r.estop_topic:
-            self.transport.subscribe(r.estop_topic, messages.BOOL, self._on_estop)
+            # every e-stop message, not only the newest: a true followed at once by a false must still hold
+            self.transport.subscribe(r.estop_topic, messages.BOOL, self._on_estop, queue_size=ESTOP_QUEUE)
         if not self.dry_run:
             self.transport.advertise(r.command_topic, r.command_ros_type)
             self._check_command_topic()

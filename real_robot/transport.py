@@ -44,7 +44,8 @@ class Transport(ABC):
     def connect(self, timeout: float) -> None: ...
 
     @abstractmethod
-    def subscribe(self, topic: str, ros_type: str, callback: Callback) -> None: ...
+    def subscribe(self, topic: str, ros_type: str, callback: Callback, queue_size: int = 1) -> None:
+        """Call `callback` with each message; at most `queue_size` wait while it runs (older ones drop)."""
 
     @abstractmethod
     def _advertise(self, topic: str, ros_type: str) -> None: ...
@@ -111,10 +112,10 @@ class RospyTransport(Transport):
         rospy.init_node(self.node_name, anonymous=True, disable_signals=True)
         self._rospy = rospy
 
-    def subscribe(self, topic: str, ros_type: str, callback: Callback) -> None:
+    def subscribe(self, topic: str, ros_type: str, callback: Callback, queue_size: int = 1) -> None:
         cls = messages.ros_class(ros_type)
         self._subscribers.append(self._rospy.Subscriber(
-            topic, cls, lambda msg: callback(messages.from_ros(msg)), queue_size=1, tcp_nodelay=True))
+            topic, cls, lambda msg: callback(messages.from_ros(msg)), queue_size=queue_size, tcp_nodelay=True))
 
     def _advertise(self, topic: str, ros_type: str) -> None:
         self._publishers[topic] = self._rospy.Publisher(topic, messages.ros_class(ros_type), queue_size=1, tcp_nodelay=True)
@@ -203,8 +204,8 @@ class RosbridgeTransport(Transport):
             raise TransportError(f"cannot reach rosbridge at ws://{self.host}:{self.port} within {timeout:.0f} s") from None
         self.ros.send_on_ready(roslibpy.Message({"op": "set_level", "level": "warning"}))
 
-    def subscribe(self, topic: str, ros_type: str, callback: Callback) -> None:
-        sub = self._roslibpy.Topic(self.ros, topic, ros_type, queue_length=1)
+    def subscribe(self, topic: str, ros_type: str, callback: Callback, queue_size: int = 1) -> None:
+        sub = self._roslibpy.Topic(self.ros, topic, ros_type, queue_length=queue_size)
         sub.subscribe(lambda msg: callback(dict(msg)))
         self._subscriptions.append(sub)
 

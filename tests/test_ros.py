@@ -49,7 +49,7 @@ def start_roscore(tmp: Path) -> tuple[subprocess.Popen, dict]:
     return launch_roscore(tmp, PLUGINS)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def roscore(tmp_path_factory):
     if not HAVE_ROS:
         pytest.skip("ROS 1 not installed (scripts/setup.sh installs it; ROBO_RL_SKIP_ROS=1 skips)")
@@ -84,7 +84,7 @@ def peer(roscore, tmp_path):
     stop(proc)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def policy(tmp_path_factory):
     """A policy trained on ArmReach-v0 by the ordinary training command (the suite's SAC, small budget).
 
@@ -310,7 +310,9 @@ def press_estop(env: dict, presses: str) -> None:
     """A ROS node of its own publishes on the e-stop topic: `presses` is Python run with `p`, its publisher."""
     script = ("import sys, time; sys.path.append('/usr/lib/python3/dist-packages'); import rospy; from std_msgs.msg import Bool;"
               "rospy.init_node('estop_button', anonymous=True); p = rospy.Publisher('/robo_rl/estop', Bool, queue_size=2);"
-              f"time.sleep(1.0); {presses}; time.sleep(0.5)")
+              # ROS 1 delivers only to subscribers already connected: wait for deploy's, however busy the machine
+              "deadline = time.time() + 20\nwhile p.get_num_connections() == 0 and time.time() < deadline: time.sleep(0.01)\n"
+              f"time.sleep(0.2); {presses}; time.sleep(0.5)")
     subprocess.run([sys.executable, "-c", script], env=env, timeout=30, check=True)
 
 

@@ -165,7 +165,7 @@ class MemoryTransport(Transport):
         self.sent = []
 
     def connect(self, timeout): pass
-    def subscribe(self, topic, ros_type, callback): pass
+    def subscribe(self, topic, ros_type, callback, queue_size=1): pass
     def _advertise(self, topic, ros_type): pass
     def _publish(self, topic, msg): self.sent.append((topic, msg))
     def close(self): pass
