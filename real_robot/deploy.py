@@ -302,17 +302,19 @@ class DeployLoop:
                         why = f" ({stale_reason})" if stale_reason else ""
                         status, message = "watchdog", f"no fresh joint state for {timeout} s{why}: arm held, deploy stopped"
                         break
-                    if bad_since is not None or self._hold_reason():
-                        if self._hold_reason():
-                            self._hold(step, self._hold_reason())
+                    held_by = self._hold_reason()
+                    if held_by:
+                        self._hold(step, held_by)
+                    if bad_since is not None or held_by:
                         continue    # held (a bad state, the e-stop, another publisher): a stale state changes nothing
                     reading = self.last_reading
                 else:
                     last_fresh, stale_reason = received, None
                     if self.transport.errors:
                         raise DeployError(f"ROS reported an error: {self.transport.errors[0]}")
-                    if self._hold_reason():
-                        self._hold(step, self._hold_reason())
+                    held_by = self._hold_reason()
+                    if held_by:
+                        self._hold(step, held_by)
                         continue
                     try:
                         reading = self.adapter.reading(msg)

@@ -49,7 +49,7 @@ def start_roscore(tmp: Path) -> tuple[subprocess.Popen, dict]:
     return launch_roscore(tmp, PLUGINS)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def roscore(tmp_path_factory):
     if not HAVE_ROS:
         pytest.skip("ROS 1 not installed (scripts/setup.sh installs it; ROBO_RL_SKIP_ROS=1 skips)")
@@ -84,7 +84,7 @@ def peer(roscore, tmp_path):
     stop(proc)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def policy(tmp_path_factory):
     """A policy trained on ArmReach-v0 by the ordinary training command (the suite's SAC, small budget).
 
@@ -289,16 +289,21 @@ def test_roscore_killed_mid_run_keeps_control(arm, policy, tmp_path):
     assert_commands_within_limits(rows)
 
 
-@pytest.mark.parametrize("fault", ["nan", "range", "malformed"])
-def test_bad_joint_states_hold_the_arm(fault, roscore, arm, policy, tmp_path):
+def deploy_through_a_fault(env: dict, arm, policy: Path, out: Path, fault: str) -> tuple[dict, list[dict]]:
+    """Deploy against a sim arm that turns faulty (`fault`) once commands flow; the watchdog must stop it."""
     node = arm("--fault", fault)
-    out = tmp_path / "out"
-    proc = start_deploy(roscore, policy, out, "steps=1000")
+    proc = start_deploy(env, policy, out, "steps=1000")
     wait_for_commands(out, 5, proc)
     node.send_signal(signal.SIGUSR1)
     rc = proc.wait(timeout=60)
     summary, rows = read_deploy(out)
     assert rc == 3 and summary["status"] == "watchdog", proc.stderr.read()
+    return summary, rows
+
+
+@pytest.mark.parametrize("fault", ["nan", "range", "malformed"])
+def test_bad_joint_states_hold_the_arm(fault, roscore, arm, policy, tmp_path):
+    summary, rows = deploy_through_a_fault(roscore, arm, policy, tmp_path / "out", fault)
     assert summary["bad_states"] > 0
     first_hold = next(i for i, r in enumerate(rows) if r["status"] == "hold")
     assert rows[first_hold]["reasons"].startswith("bad state")
@@ -464,14 +469,7 @@ def test_a_press_shorter_than_a_period_is_held_at_once(roscore, arm, policy, tmp
 
 def test_a_frozen_driver_is_caught_by_its_header_stamp(roscore, arm, policy, tmp_path):
     """A hung driver that keeps republishing its last message (same stamp) is no fresh state: hold, exit 3."""
-    node = arm("--fault", "freeze")
-    out = tmp_path / "out"
-    proc = start_deploy(roscore, policy, out, "steps=1000")
-    wait_for_commands(out, 5, proc)
-    node.send_signal(signal.SIGUSR1)
-    rc = proc.wait(timeout=60)
-    summary, rows = read_deploy(out)
-    assert rc == 3 and summary["status"] == "watchdog", proc.stderr.read()
+    summary, rows = deploy_through_a_fault(roscore, arm, policy, tmp_path / "out", "freeze")
     assert "header stamp stopped advancing" in summary["message"] and summary["stale_states"] >= 5
     assert rows[-1]["status"] == "hold" and rows[-1]["reasons"].startswith("watchdog")
     # No more than the timeout's worth of commands went out on the frozen state.
