@@ -15,11 +15,12 @@ import gymnasium as gym
 import numpy as np
 
 import robo_rl  # noqa: F401  (sets MUJOCO_GL before mujoco is imported)
-from robo_rl.envs.context import ContextWrapper, active_context
+from robo_rl.envs.context import ContextWrapper, active_context, check_draw
 from robo_rl.envs.decision import DecisionInterval
 from robo_rl.envs.pixels import PixelObservation
 
-FAMILIES = ("mujoco", "metaworld", "dmc")
+FAMILIES = ("mujoco", "metaworld", "dmc", "classic")
+CLASSIC_IDS = ("Pendulum-v1", "CartPole-v1")  # Gymnasium's classic control, with contexts (envs/context.py)
 MUJOCO_IDS = (
     "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5", "Humanoid-v5",
     "InvertedPendulum-v5", "Pusher-v5", "Reacher-v5", "ArmReach-v0",
@@ -50,6 +51,8 @@ def valid_ids(family: str) -> tuple[str, ...]:
         return metaworld_tasks()
     if family == "dmc":
         return dmc_tasks()
+    if family == "classic":
+        return CLASSIC_IDS
     raise ValueError(f"env.family '{family}' is unknown (valid: {', '.join(FAMILIES)})")
 
 
@@ -61,9 +64,15 @@ def check_env_config(cfg: Mapping[str, Any]) -> None:
         shown = ", ".join(ids) if len(ids) <= 12 else ", ".join(ids[:12]) + f", ... ({len(ids)} in all)"
         raise ValueError(f"env.id '{env_id}' is not a {family} task (valid: {shown})")
     try:
-        active_context(cfg.get("context"))
+        active_context(cfg.get("context"), env_id)
     except ValueError as exc:
         raise ValueError(f"env.context: {exc}") from None
+    try:
+        check_draw(cfg.get("context_draw"), env_id)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"env.context_draw: {exc}") from None
+    if not isinstance(cfg.get("observe_context", False), bool):
+        raise ValueError(f"env.observe_context must be true or false, got {cfg.get('observe_context')!r}")
     repeat = cfg.get("action_repeat", 1)
     if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
         raise ValueError(f"env.action_repeat must be an integer >= 1, got {repeat!r}")
@@ -121,7 +130,7 @@ class MetaWorldTask(gym.Wrapper):
         return obs, float(reward), bool(terminated), bool(truncated), info
 
 
-def _make_mujoco(env_id: str, max_steps: int | None, kwargs: dict) -> gym.Env:
+def _make_gymnasium(env_id: str, max_steps: int | None, kwargs: dict) -> gym.Env:
     return gym.make(env_id, max_episode_steps=max_steps, disable_env_checker=True, **kwargs)
 
 
@@ -150,16 +159,16 @@ def make_env(cfg: Mapping[str, Any], seed: int | None = None) -> gym.Env:
     family, env_id = cfg["family"], cfg["id"]
     max_steps = cfg.get("max_episode_steps")
     kwargs = dict(cfg.get("kwargs") or {})
-    if family == "mujoco":
-        env = _make_mujoco(env_id, max_steps, kwargs)
+    if family in ("mujoco", "classic"):
+        env = _make_gymnasium(env_id, max_steps, kwargs)
     elif family == "metaworld":
         env = _make_metaworld(env_id, max_steps, seed, kwargs)
     else:
         env = _make_dmc(env_id, max_steps, kwargs)
     env = Float32Observation(env)
-    context = active_context(cfg.get("context"))
-    if context:
-        env = ContextWrapper(env, context)
+    context, draw = active_context(cfg.get("context"), env_id), check_draw(cfg.get("context_draw"), env_id)
+    if context or draw:
+        env = ContextWrapper(env, context, observe=bool(cfg.get("observe_context", False)), draw=draw)
     if int(cfg.get("action_repeat", 1)) > 1:
         env = DecisionInterval(env, int(cfg["action_repeat"]), "repeat")
     pixels = cfg.get("pixels") or {}
@@ -175,7 +184,7 @@ def env_config(family: str, env_id: str, **overrides: Any) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "name": env_id, "family": family, "id": env_id, "max_episode_steps": None, "action_repeat": 1,
         "pixels": {"enabled": False, "size": 84, "frame_stack": 3, "cameras": ["default"]},
-        "context": {}, "kwargs": {},
+        "context": {}, "observe_context": False, "context_draw": {}, "kwargs": {},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):

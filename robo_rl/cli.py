@@ -15,9 +15,12 @@
   robo-rl demos fit kind=perceptual|process demos=<a.h5[,b.h5]> features=<net> out=<reward>
                     [cameras=corner,corner2] [adapt=<new-task.h5>] [steps=1500]
                                          fit a learned reward; use it with reward=<kind> reward.model=<reward>
-  robo-rl bench <name> [options]         benchmarks: throughput, learn, ros, fas, rewards, ads
+  robo-rl mbtl family=<name> budget=K [seed=0] [gap=linear|linear_estimated] [launcher.address=<head>:6379]
+                                         model-based transfer: which K contexts to train on (Ray jobs),
+                                         and which trained policy to deploy on every context
+  robo-rl bench <name> [options]         benchmarks: throughput, learn, ros, fas, rewards, ads, mbtl
                                          (robo-rl bench <name> --help lists a benchmark's options)
-  robo-rl options <group>                list the choices of a config group (agent, env, reward, train)
+  robo-rl options <group>                list the choices of a config group (agent, env, reward, train, robot, family)
 
 Bad input prints one line naming the bad key or value and exits with code 2.
 """
@@ -88,6 +91,14 @@ def cmd_train(args: list[str]) -> int:
     return 0
 
 
+def ray_launcher_args(args: list[str]) -> list[str]:
+    """`launcher.address=<head>:6379` also reaches Hydra's Ray launcher (its own key is deeper down)."""
+    address = [a.split("=", 1)[1] for a in args if a.startswith("launcher.address=")]
+    if address and address[-1] not in ("null", "") and "hydra/launcher=ray" in args:
+        return [*args, f"hydra.launcher.ray.init.address={address[-1]}"]
+    return list(args)
+
+
 def _hydra_train(args: list[str]) -> None:
     import hydra
     from hydra.core.hydra_config import HydraConfig
@@ -119,7 +130,7 @@ def _hydra_train(args: list[str]) -> None:
     # small jobs with one other process busy. Jobs launched from here run at normal priority.
     os.environ.setdefault("RAY_worker_niceness", "0")
     argv = sys.argv
-    sys.argv = ["robo-rl train", *args]
+    sys.argv = ["robo-rl train", *ray_launcher_args(args)]
     try:
         task()
     finally:
@@ -259,16 +270,31 @@ def cmd_demos(args: list[str]) -> int:
     raise UsageError("demos needs a subcommand: collect, show, features, fit")
 
 
-def cmd_options(args: list[str]) -> int:
-    from robo_rl.config import DEPLOY_GROUPS, GROUPS, group_options
+def cmd_mbtl(args: list[str]) -> int:
+    from robo_rl.config import MBTL_GROUPS, compose, validate_overrides
+    from robo_rl.mbtl import run_mbtl
 
-    if len(args) != 1 or args[0] not in GROUPS + DEPLOY_GROUPS:
-        raise UsageError(f"options needs one group (valid: {', '.join(GROUPS + DEPLOY_GROUPS)})")
+    validate_overrides(args, "mbtl", MBTL_GROUPS)
+    cfg = compose(args, "mbtl")
+    out = Path(cfg.out) if cfg.out else Path("runs") / "mbtl" / str(cfg.family.name) / f"s{cfg.seed}"
+    summary = run_mbtl(cfg, out)  # a failed job: JobsFailed, one line and exit 1 (main)
+    chosen = ", ".join(f"{v:g}" for v in summary["order_contexts"])
+    print(f"robo-rl: mbtl trained {cfg.family.key} = {chosen}; generalised performance "
+          f"{summary['generalised_performance'][-1]:.3f} (normalised, mean over {len(summary['deployment'])} targets)")
+    print(f"robo-rl: run folder {out}  (mbtl.json, deployment.csv, deployment.json, transfer.png, sources/)")
+    return 0
+
+
+def cmd_options(args: list[str]) -> int:
+    from robo_rl.config import DEPLOY_GROUPS, GROUPS, MBTL_GROUPS, group_options
+
+    if len(args) != 1 or args[0] not in GROUPS + DEPLOY_GROUPS + MBTL_GROUPS:
+        raise UsageError(f"options needs one group (valid: {', '.join(GROUPS + DEPLOY_GROUPS + MBTL_GROUPS)})")
     print("\n".join(group_options(args[0])))
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "deploy": cmd_deploy, "fas": cmd_fas, "bench": cmd_bench,
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "deploy": cmd_deploy, "fas": cmd_fas, "mbtl": cmd_mbtl, "bench": cmd_bench,
             "demos": cmd_demos, "options": cmd_options}
 
 
@@ -276,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     from robo_rl.agents.base import import_plugins
     from robo_rl.checkpoint import CheckpointError
     from robo_rl.config import ConfigError
+    from robo_rl.jobs import JobsFailed
     from robo_rl.train import TrainingInterrupted
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -290,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
         return command(argv[1:])
     except (ConfigError, UsageError, CheckpointError) as exc:
         return _fail(str(exc))
+    except JobsFailed as exc:
+        print(f"robo-rl: {exc} (rerun the same command to retry what is missing)", file=sys.stderr)
+        return 1
     except TrainingInterrupted as exc:
         print(f"robo-rl: {exc} (continue with robo-rl train resume=<run dir>; a benchmark continues when rerun)", file=sys.stderr)
         return 130

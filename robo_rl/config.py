@@ -13,6 +13,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 CONFIG_MODULE = "robo_rl.configs"
 GROUPS = ("agent", "env", "reward", "train")
 DEPLOY_GROUPS = ("robot",)
+MBTL_GROUPS = ("family",)
 
 
 class ConfigError(ValueError):

@@ -45,7 +45,7 @@ def test_other_commands_reject_bad_input(cli, tmp_path):
         ["eval", f"run={tmp_path / 'missing'}", "video=maybe"], ["train", f"resume={tmp_path}"],
         ["deploy", "checkpoint=nowhere", "robot=ur5"], ["deploy", "robot.limits.velocity=fast", "checkpoint=nowhere"],
         ["deploy", "checkpoint=nowhere"]], cwd=tmp_path)
-    assert fly.returncode == 2 and fly.stderr.strip() == "robo-rl: unknown command 'fly' (valid: train, eval, deploy, fas, bench, demos, options)"
+    assert fly.returncode == 2 and fly.stderr.strip() == "robo-rl: unknown command 'fly' (valid: train, eval, deploy, fas, mbtl, bench, demos, options)"
     assert bench.returncode == 2
     assert tasks.returncode == 2 and tasks.stderr.strip() == (
         "robo-rl: --tasks: unknown task 'Foo-v5' (valid: HalfCheetah-v5, Walker2d-v5, Humanoid-v5, Hopper-v5)")

@@ -20,18 +20,19 @@ TASKS = {"HalfCheetah-v5": "halfcheetah", "Walker2d-v5": "walker2d", "Humanoid-v
 REFERENCE_100K = {"HalfCheetah-v5": ("MR.Q", 7872), "Walker2d-v5": ("MR.Q", 3127), "Humanoid-v5": ("MR.Q", 522)}
 
 
-def result_path(task: str, agent: str, seed: int, steps: int) -> Path:
+def result_path(task: str, agent: str, seed: int, steps: int, tag: str = "") -> Path:
     folder = results_dir() / "learn"
     folder.mkdir(parents=True, exist_ok=True)
-    suffix = "" if steps == 100_000 else f"__{steps // 1000}k"
+    suffix = ("" if steps == 100_000 else f"__{steps // 1000}k") + (f"__{tag}" if tag else "")
     return folder / f"{task}__{agent}__s{seed}{suffix}.json"
 
 
-def run_one(task: str, agent: str, seed: int, steps: int, eval_every: int, episodes: int, extra: list[str]) -> dict[str, Any]:
+def run_one(task: str, agent: str, seed: int, steps: int, eval_every: int, episodes: int, extra: list[str],
+            tag: str = "") -> dict[str, Any]:
     from robo_rl.config import compose, to_container
     from robo_rl.runs import load_run_config, train_run
 
-    run_dir = Path("runs") / "bench" / "learn" / f"{task}__{agent}__s{seed}__{steps}"
+    run_dir = Path("runs") / "bench" / "learn" / f"{task}__{agent}__s{seed}__{steps}{f'__{tag}' if tag else ''}"
     resume = (run_dir / "checkpoint.safetensors").exists()
     if resume:
         cfg = load_run_config(run_dir)
@@ -42,7 +43,7 @@ def run_one(task: str, agent: str, seed: int, steps: int, eval_every: int, episo
     final = train_run(cfg, run_dir, resume=resume)
     evaluations = json.loads((run_dir / "evaluations.json").read_text())
     return {
-        "task": task, "agent": agent, "seed": seed, "steps": steps, "extra_overrides": extra,
+        "task": task, "agent": agent, "seed": seed, "steps": steps, "extra_overrides": extra, "tag": tag,
         "curve": [{"step": e["step"], "mean_return": e["mean_return"], "std_return": e["std_return"]} for e in evaluations],
         "closing_eval": {k: final[k] for k in ("mean_return", "std_return", "episodes")},  # eval.json, other seeds
         "config": to_container(cfg.agent),
@@ -61,7 +62,8 @@ def report(steps: int) -> str:
              "|---|---|---:|---:|---:|---|---|---:|"]
     by_task: dict[str, dict[str, list]] = {}
     for r in results:
-        by_task.setdefault(r["task"], {}).setdefault(f"{r['agent']}@{r['steps'] // 1000}k", []).append(r)
+        name = r["agent"] + (f" ({r['tag']})" if r.get("tag") else "")
+        by_task.setdefault(r["task"], {}).setdefault(f"{name}@{r['steps'] // 1000}k", []).append(r)
     for task, groups in by_task.items():
         curves = {}
         for label, runs in sorted(groups.items()):
@@ -83,8 +85,14 @@ def main(args: list[str]) -> None:
     parser = grid_parser("robo-rl bench learn", "HalfCheetah-v5,Walker2d-v5", "symphony_cpu,sb3_sac", 100_000)
     parser.add_argument("--eval-every", type=int, default=5_000)
     parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--tag", default="", help="name of a variant made by --override (kept apart in files and table)")
     opts = parser.parse_args(args)
+    if opts.tag and not opts.tag.replace("-", "").replace("_", "").isalnum():
+        from robo_rl.config import ConfigError
+
+        raise ConfigError(f"--tag: '{opts.tag}' must be letters, digits, '-' or '_'")
     if not opts.report:
-        run_grid("learn", opts, TASKS, lambda task, agent, seed: result_path(task, agent, seed, opts.steps),
-                 lambda task, agent, seed: run_one(task, agent, seed, opts.steps, opts.eval_every, opts.episodes, opts.override))
+        run_grid("learn", opts, TASKS, lambda task, agent, seed: result_path(task, agent, seed, opts.steps, opts.tag),
+                 lambda task, agent, seed: run_one(task, agent, seed, opts.steps, opts.eval_every, opts.episodes,
+                                                   opts.override, opts.tag))
     print(report(opts.steps))
