@@ -1,15 +1,15 @@
 # Two commands on a fresh machine: `make demo` and `make test` (both run the setup first).
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Three workers on two cores: the ROS tests spend most of their time waiting on real processes and
-# clocks, and a third worker keeps both cores busy meanwhile.
-PYTEST_WORKERS ?= 3
+# Four workers on two cores: the ROS tests (on two of them) spend most of their time waiting on real
+# processes and clocks, and the other two keep both cores busy meanwhile.
+PYTEST_WORKERS ?= 4
 
 .PHONY: setup demo demo-deploy test bench-throughput clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml scripts/setup.sh
+$(VENV)/.installed: pyproject.toml requirements.lock scripts/setup.sh
 	bash scripts/setup.sh
 
 # Train the suite's fastest learner (agent=sac) on HalfCheetah-v5 for 40k env steps, evaluate it, and

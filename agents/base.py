@@ -20,7 +20,9 @@ import numpy as np
 from robo_rl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
-def space_to_json(space: gym.spaces.Box) -> dict[str, Any]:
+def space_to_json(space: gym.Space) -> dict[str, Any]:
+    if isinstance(space, gym.spaces.Discrete):
+        return {"discrete": int(space.n), "start": int(space.start)}
     return {
         "shape": list(space.shape),
         "dtype": str(space.dtype),
@@ -29,17 +31,28 @@ def space_to_json(space: gym.spaces.Box) -> dict[str, Any]:
     }
 
 
-def space_from_json(data: Mapping[str, Any]) -> gym.spaces.Box:
+def space_from_json(data: Mapping[str, Any]) -> gym.Space:
+    if "discrete" in data:
+        return gym.spaces.Discrete(int(data["discrete"]), start=int(data.get("start", 0)))
     shape, dtype = tuple(data["shape"]), np.dtype(data["dtype"])
     low = np.asarray(data["low"], dtype=np.float64).reshape(shape).astype(dtype)
     high = np.asarray(data["high"], dtype=np.float64).reshape(shape).astype(dtype)
     return gym.spaces.Box(low, high, shape=shape, dtype=dtype)
 
 
-def to_env_action(action: np.ndarray, space: gym.spaces.Box) -> np.ndarray:
-    """Map a normalised action in [-1, 1] to the env's bounds."""
+def to_env_action(action: np.ndarray, space: gym.Space) -> np.ndarray | int:
+    """Map a normalised action in [-1, 1] to the env's bounds. A discrete space of n actions splits
+    [-1, 1] into n equal bins (so uniform random warm-up and the random policy work unchanged)."""
     action = np.clip(action, -1.0, 1.0)
+    if isinstance(space, gym.spaces.Discrete):
+        index = min(int((float(np.ravel(action)[0]) + 1.0) * 0.5 * space.n), space.n - 1)
+        return int(space.start + index)
     return (space.low + (action + 1.0) * 0.5 * (space.high - space.low)).astype(space.dtype)
+
+
+def from_discrete(index: int, space: gym.spaces.Discrete) -> np.ndarray:
+    """The normalised action (its bin's centre) that to_env_action maps to action `index`."""
+    return np.array([(2.0 * (int(index) - space.start) + 1.0) / space.n - 1.0], dtype=np.float32)
 
 
 def check_box(space: gym.Space, what: str) -> gym.spaces.Box:
@@ -68,13 +81,21 @@ class Agent(abc.ABC):
 
     # Before `learning_starts`, the loop acts uniformly at random unless the agent explores itself.
     random_warmup: bool = True
+    # Agents that take a Discrete action space say so; the others refuse it in one line.
+    discrete_actions: bool = False
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Mapping[str, Any], seed: int = 0) -> None:
         self.observation_space = check_box(observation_space, "observation space")
-        self.action_space = check_box(action_space, "action space")
+        if isinstance(action_space, gym.spaces.Discrete) and self.discrete_actions:
+            self.action_space = action_space
+        elif isinstance(action_space, gym.spaces.Discrete):
+            raise TypeError(f"{type(self).__name__} takes continuous (Box) actions, not {action_space} "
+                            f"(an agent for discrete actions: sb3_ppo)")
+        else:
+            self.action_space = check_box(action_space, "action space")
         self.config = dict(config)
         self.seed = int(seed)
-        self.action_dim = int(np.prod(action_space.shape))
+        self.action_dim = int(np.prod(action_space.shape)) if self.action_space.shape else 1
         self.learning_starts = int(self.config.get("learning_starts", 0))
         self.replay_size = int(self.config.get("replay_size", 1_000_000))
 
@@ -153,6 +174,7 @@ class Agent(abc.ABC):
 SUITE_AGENTS = {
     "robo_rl.agents.sac.SAC": ("robo_rl.agents.sac", "SAC"),
     "robo_rl.agents.sb3.SB3Agent": ("robo_rl.agents.sb3", "SB3Agent"),
+    "robo_rl.agents.sb3.SB3PPOAgent": ("robo_rl.agents.sb3", "SB3PPOAgent"),
     "robo_rl.agents.srl.SRL": ("robo_rl.agents.srl", "SRL"),
     "robo_rl.agents.symphony.Symphony": ("robo_rl.agents.symphony", "Symphony"),
     "robo_rl.runs.RandomAgent": ("robo_rl.runs", "RandomAgent"),

@@ -16,7 +16,7 @@ from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
-from robo_rl.agents.base import Agent
+from robo_rl.agents.base import Agent, from_discrete
 
 ALGOS = {"SAC": SAC, "TD3": TD3}
 POLICY_KEYS = ("net_arch",)  # hyperparameters that belong in SB3's policy_kwargs
@@ -147,3 +147,123 @@ class SB3Agent(Agent):
         if "log_ent_coef" in state:
             with torch.no_grad():
                 self.model.log_ent_coef.copy_(state["log_ent_coef"])
+
+
+class SB3PPOAgent(Agent):
+    """Stable-Baselines3 PPO (on-policy) inside robo-rl's one loop, with one env.
+
+    SB3's networks, rollout buffer (GAE) and `train()` run unchanged; robo-rl's loop steps the env.
+    `act` samples an action and keeps its value and log-probability; `train_step` adds the transition
+    that followed (reward, and whether the episode started there) to SB3's rollout buffer, and when it
+    holds `n_steps` transitions computes the returns and runs PPO's epochs. A time-limit truncation is
+    bootstrapped as SB3's own loop does (reward + gamma * V(last observation)). Box actions are sampled
+    in [-1, 1] (clipped there, kept unclipped in the buffer); Discrete ones are indices, handed to the
+    loop as the centre of their bin of [-1, 1] (see `to_env_action`). RL Zoo's linear schedules
+    (`lin_<value>`) decay over the run's budget, which the loop gives when it builds the replay store.
+    A checkpoint keeps the policy and optimiser, not a half-filled rollout (as SB3's `save`).
+    """
+
+    random_warmup = False
+    discrete_actions = True
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Mapping[str, Any], seed: int = 0) -> None:
+        from stable_baselines3 import PPO
+
+        super().__init__(observation_space, action_space, config, seed)
+        hyper = dict(self.config.get("hyperparams") or {})
+        policy_kwargs = {k: list(hyper.pop(k)) for k in POLICY_KEYS if k in hyper}
+        for key in ("learning_rate", "clip_range"):
+            if isinstance(hyper.get(key), str):  # SB3 reads a callable of the progress left (1 -> 0)
+                hyper[key] = _linear(hyper[key])
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        sb3_space = action_space if self.discrete else gym.spaces.Box(-1.0, 1.0, shape=action_space.shape, dtype=np.float32)
+        self.model = PPO("MlpPolicy", _SpacesOnly(observation_space, sb3_space), policy_kwargs=policy_kwargs,
+                         seed=self.seed, device="cpu", verbose=0, **hyper)
+        self.model.set_logger(Logger(folder=None, output_formats=[]))
+        self.buffer = self.model.rollout_buffer
+        self.n_steps = int(self.model.n_steps)
+        self.total_steps: int | None = None
+        self.learning_starts = 0
+        self._pending: tuple | None = None   # (obs, action, value, log_prob) of the last sampled action
+        self._episode_start = True
+        self._last_transition: tuple | None = None   # (next_obs, terminated) of the last one added
+
+    def set_discount(self, gamma: float) -> None:
+        self.model.gamma = self.buffer.gamma = float(gamma)
+
+    def make_replay(self, total_steps: int, seed: int) -> Any:
+        self.total_steps = int(total_steps)  # what linear schedules decay over
+        from robo_rl.replay import ReplayBuffer
+
+        # PPO learns from its own rollouts; the loop's store only needs the newest transition.
+        return ReplayBuffer(self.observation_space.shape, self.action_dim, 2, obs_dtype=self.observation_space.dtype, seed=seed)
+
+    def begin_episode(self) -> None:
+        if self._last_transition is not None and self.buffer.pos > 0 and not self._last_transition[1]:
+            # the episode before ended by its time limit: bootstrap it, as SB3's collect_rollouts does
+            with torch.no_grad():
+                value = self.model.policy.predict_values(self._tensor(self._last_transition[0]))[0, 0]
+            self.buffer.rewards[self.buffer.pos - 1] += self.model.gamma * float(value)
+        self._episode_start = True
+
+    def _tensor(self, obs: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(1, *self.observation_space.shape)
+
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        policy = self.model.policy
+        with torch.no_grad():
+            obs_t = self._tensor(obs)
+            if deterministic:
+                action = policy._predict(obs_t, deterministic=True).numpy()[0]
+            else:
+                action_t, value, log_prob = policy(obs_t)
+                action = action_t.numpy()[0]
+                self._pending = (np.asarray(obs, dtype=np.float32), action.copy(), value, log_prob)
+        if self.discrete:
+            return from_discrete(int(np.ravel(action)[0]), self.action_space)
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+    def train_step(self, replay: Any) -> dict[str, float]:
+        if self._pending is None:
+            return {}
+        obs, action, value, log_prob = self._pending
+        i = replay.last_index
+        reward, terminated = float(replay.reward[i, 0]), bool(replay.terminated[i, 0])
+        self.buffer.add(obs[None], np.asarray(action).reshape(1, -1), np.array([reward]), np.array([self._episode_start]),
+                        value, log_prob)
+        self._pending, self._episode_start = None, False
+        self._last_transition = (replay.next_obs[i].copy(), terminated)
+        if not self.buffer.full:
+            return {}
+        with torch.no_grad():
+            last_value = self.model.policy.predict_values(self._tensor(self._last_transition[0]))
+        self.buffer.compute_returns_and_advantage(last_values=last_value, dones=np.array([terminated]))
+        # the progress left, which PPO's schedules read (its own learn() would set it)
+        self.model._current_progress_remaining = max(1.0 - replay.added / self.total_steps, 0.0) if self.total_steps else 1.0
+        self.model.train()
+        self.buffer.reset()
+        metrics = {k: float(v) for k, v in self.model.logger.name_to_value.items() if isinstance(v, (int, float))}
+        self.model.logger.name_to_value.clear()
+        self.model.logger.name_to_count.clear()
+        self.model.logger.name_to_excluded.clear()
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"policy": self.model.policy.state_dict(), "optimizer": self.model.policy.optimizer.state_dict(),
+                "n_updates": self.model._n_updates}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.model.policy.load_state_dict(state["policy"])
+        self.model.policy.optimizer.load_state_dict(state["optimizer"])
+        self.model._n_updates = int(state["n_updates"])
+
+
+def _linear(text: str) -> Any:
+    """RL Zoo's `lin_<value>`: from value at the start to 0 at the end of training."""
+    try:
+        if not text.startswith("lin_"):
+            raise ValueError
+        start = float(text[4:])
+    except ValueError:
+        raise ValueError(f"a schedule must be a number or lin_<number>, got {text!r}") from None
+    return lambda progress_remaining: start * progress_remaining

@@ -122,7 +122,7 @@ def _hydra_train(args: list[str]) -> None:
         print(f"robo-rl: eval return {result['mean_return']:.1f} +- {result['std_return']:.1f} "
               f"(random policy {result['random_policy']['mean_return']:.1f})")
         print(f"robo-rl: run folder {run_dir}  (config.yaml, checkpoint.safetensors, tb/, eval.json, "
-              f"learning_curve.png{', policy.mp4' if cfg.train.video_steps else ''})")
+              f"learning_curve.png{', policy.mp4' if (run_dir / 'policy.mp4').is_file() else ''})")
         return float(result["mean_return"])
 
     # Ray starts its workers at niceness 15, so that next to any other busy process a training job

@@ -331,14 +331,23 @@ def deployment_table(contexts: list[float], rows: Mapping[int, list[float]], bou
 
 def check_family(family: Mapping[str, Any], contexts: list[float], seed: int) -> None:
     """Fail before any job: every source's training config must compose and validate."""
-    from robo_rl.config import compose, validate_overrides
-    from robo_rl.runs import check_config
+    from robo_rl.config import compose, to_container, validate_overrides
+    from robo_rl.envs.factory import make_env
+    from robo_rl.runs import build_agent, check_config
 
     for value in (contexts[0], contexts[-1]):
         overrides = source_overrides(family, value, seed)
         try:
             validate_overrides(overrides)
-            check_config(compose(overrides))
+            cfg = compose(overrides)
+            check_config(cfg)
+            env = make_env(to_container(cfg.env), seed=seed)
+            try:
+                build_agent(cfg, env)  # the agent takes this env's spaces (e.g. discrete actions)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"agent '{cfg.agent.name}': {exc}") from None
+            finally:
+                env.close()
         except ConfigError as exc:
             raise ConfigError(f"family {family['name']}: {exc}") from None
 

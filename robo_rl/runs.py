@@ -27,6 +27,8 @@ CONFIG_NAME = "config.yaml"
 class RandomAgent(Agent):
     """Uniform random actions: the floor every trained policy is compared with."""
 
+    discrete_actions = True
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.rng = np.random.default_rng(self.seed)
@@ -148,7 +150,9 @@ def finish_run(agent: Agent, eval_env: Any, cfg: DictConfig, run_dir: Path, eval
     write_json(run_dir / "eval.json", result)
     if evaluations:
         learning_curve(evaluations, run_dir / "learning_curve.png", title=f"{cfg.agent.name} on {cfg.env.id}")
-    if cfg.train.video_steps > 0:
+    if cfg.train.video_steps > 0 and cfg.env.family == "classic":
+        print("robo-rl: no policy video for classic-control tasks (the suite renders MuJoCo scenes only)")
+    elif cfg.train.video_steps > 0:
         record_video(agent, eval_env, run_dir / "policy.mp4", steps=int(cfg.train.video_steps), size=int(cfg.train.video_size))
     return result
 
@@ -184,7 +188,9 @@ def eval_run(run_dir: str | Path, episodes: int = 10, seed: int = 20_000, video:
             if reference is not None:
                 result["random_policy"] = reference
         write_json(run_dir / f"eval_s{seed}_{episodes}ep.json", result)
-        if video:
+        if video and info["env"].get("family") == "classic":
+            print("robo-rl: no policy video for classic-control tasks (the suite renders MuJoCo scenes only)")
+        elif video:
             from robo_rl.report import record_video
 
             record_video(agent, env, run_dir / "policy.mp4")

@@ -36,7 +36,10 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV"
   "$PYTHON" -m venv "$VENV"
 fi
+# --no-compile: bytecode is written at first import instead, for the modules actually used (compiling
+# every installed file up front took about a third of the install time).
 PIP=("$VENV/bin/python" -m pip -q --disable-pip-version-check)
+INSTALL=(install --no-compile)
 # torch: the CPU build unless TORCH_CUDA=1. PyTorch's CPU wheel index is asked first (a plain
 # `pip install torch` from the public index resolves to the multi-GB CUDA build); where that index
 # cannot be reached, the plain install is tried, and the result is checked either way.
@@ -53,12 +56,12 @@ PY
 if ! torch_ok; then
   if [ "$TORCH_CUDA" = "1" ]; then
     echo "setup: installing torch==$TORCH_VERSION (CUDA build, TORCH_CUDA=1)"
-    "${PIP[@]}" install "torch==$TORCH_VERSION"
+    "${PIP[@]}" "${INSTALL[@]}" "torch==$TORCH_VERSION"
   else
     echo "setup: installing torch==$TORCH_VERSION (CPU build)"
-    "${PIP[@]}" install --timeout 30 --retries 1 --index-url "$TORCH_CPU_INDEX" "torch==$TORCH_VERSION" 2>/dev/null || {
+    "${PIP[@]}" "${INSTALL[@]}" --timeout 30 --retries 1 --index-url "$TORCH_CPU_INDEX" "torch==$TORCH_VERSION" 2>/dev/null || {
       echo "setup: PyTorch's CPU index is not reachable; trying the default package index"
-      "${PIP[@]}" install "torch==$TORCH_VERSION"
+      "${PIP[@]}" "${INSTALL[@]}" "torch==$TORCH_VERSION"
     }
   fi
   if ! torch_ok; then
@@ -72,7 +75,19 @@ if ! torch_ok; then
     exit 1
   fi
 fi
-echo "setup: installing robo-rl and its pinned dependencies"
-"${PIP[@]}" install -e ".[ray,test]"
+# The locked set installs without dependency resolution (pip's resolver alone takes minutes over this
+# many packages); pip check then verifies it. Any failure, another Python, or ROBO_RL_RESOLVE=1 falls
+# back to resolving pyproject.toml's ranges.
+LOCK=requirements.lock
+locked_python=$("$VENV/bin/python" -c 'import sys, platform; print(sys.version_info[:2] == (3, 11) and platform.machine() == "x86_64")')
+if [ -f "$LOCK" ] && [ "${ROBO_RL_RESOLVE:-0}" != "1" ] && [ "$locked_python" = "True" ] \
+   && echo "setup: installing robo-rl and the locked dependency set ($LOCK)" \
+   && "${PIP[@]}" "${INSTALL[@]}" --no-deps -r "$LOCK" && "${PIP[@]}" "${INSTALL[@]}" --no-deps -e . \
+   && "$VENV/bin/python" -m pip check >/dev/null; then
+  :
+else
+  echo "setup: installing robo-rl and its pinned dependencies (resolving pyproject.toml)"
+  "${PIP[@]}" "${INSTALL[@]}" -e ".[ray,test]"
+fi
 touch "$VENV/.installed"
 echo "setup: done ($VENV)"

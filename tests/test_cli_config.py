@@ -91,14 +91,15 @@ def test_train_then_eval_smoke(cli, tmp_path, agent):
     evaluation = json.loads((run / "eval.json").read_text())
     assert evaluation["episodes"] == 2 and "random_policy" in evaluation
     assert [e["step"] for e in json.loads((run / "evaluations.json").read_text())] == [300, 600]
-    result = cli("eval", f"run={run}", "episodes=2", "seed=7")
+    # then, in one interpreter: `robo-rl eval`, and training into the folder again, which holds a run:
+    # refused, not silently mixed
+    result, again_train = run_cli_batch([["eval", f"run={run}", "episodes=2", "seed=7"],
+                                         ["train", *SMOKE, f"agent={agent}", f"hydra.run.dir={run}"]], cwd=tmp_path)
     assert result.returncode == 0 and "eval return" in result.stdout
     again = json.loads((run / "eval_s7_2ep.json").read_text())
     assert again["episodes"] == 2 and again["seed"] == 7 and again["random_policy"] == evaluation["random_policy"]
     assert json.loads((run / "eval.json").read_text()) == evaluation  # the closing evaluation is kept
-    # the folder already holds a run: training into it again is refused, not silently mixed
-    result = cli("train", *SMOKE, f"agent={agent}", f"hydra.run.dir={run}")
-    assert result.returncode != 0
+    assert again_train.returncode == 2 and "already holds a run" in again_train.stderr
 
 
 def test_multirun_sweeps_seeds(cli, tmp_path):

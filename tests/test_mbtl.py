@@ -131,7 +131,9 @@ def test_bad_contexts_and_families_are_refused_with_one_line(tmp_path):
         ["mbtl", "budget=21"],
         ["mbtl", "family=moon"],
         ["mbtl", "gap=quadratic"],
-        ["mbtl", "family.agent=sb3_ppo"],
+        ["mbtl", "family.agent=nope"],
+        ["mbtl", "family=cartpole_length", "family.agent=sac"],
+        ["train", "env=cartpole", "agent=sac", "train=smoke"],
         ["train", "env=pendulum", "env.context.l=-0.5"],
         ["train", "env=pendulum", "env.context.gravity=5.0"],
         ["options", "family"],
@@ -139,7 +141,9 @@ def test_bad_contexts_and_families_are_refused_with_one_line(tmp_path):
     results = run_cli_batch(cases, cwd=tmp_path)
     expected = ["family.low: l=-1 is outside the valid range [0.05, 10]", "family.high: l=50 is outside the valid range",
                 "budget must be between 1 and the family's 20 contexts, got 0", "got 21", "unknown family 'moon'",
-                "gap must be linear or linear_estimated, got 'quadratic'", "unknown agent 'sb3_ppo'",
+                "gap must be linear or linear_estimated, got 'quadratic'", "unknown agent 'nope'",
+                "family cartpole_length: agent 'sac': SAC takes continuous (Box) actions, not Discrete(2)",
+                "agent 'sac': SAC takes continuous (Box) actions, not Discrete(2) (an agent for discrete actions: sb3_ppo)",
                 "context l=-0.5 for Pendulum-v1 must be a number > 0",
                 "unknown context key 'gravity' for Pendulum-v1 (valid: g, m, l, dt, max_speed)"]
     for argv, result, text in zip(cases, results, expected):
@@ -147,7 +151,7 @@ def test_bad_contexts_and_families_are_refused_with_one_line(tmp_path):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and text in lines[0], (argv, result.stderr)
     listing = results[-1]
-    assert listing.returncode == 0 and {"pendulum_length", "inverted_pendulum_gain"} <= set(listing.stdout.split())
+    assert listing.returncode == 0 and {"pendulum_length", "cartpole_length", "inverted_pendulum_gain"} <= set(listing.stdout.split())
 
 
 # --- Ray jobs ----------------------------------------------------------------------------------------
