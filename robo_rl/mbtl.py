@@ -208,9 +208,10 @@ def selection_curves(matrix: np.ndarray, slope: float, seed: int = 0, gap: str =
     """Generalised performance against the number of trained sources k = 1..N for every method."""
     n = matrix.shape[0]
     randoms = np.array([generalised_performance(matrix, o) for o in random_orders(n, 100, seed)])
+    order = mbtl_order(matrix, n, slope, gap, seed)
     return {
-        "MBTL": generalised_performance(matrix, mbtl_order(matrix, n, slope, gap, seed)).tolist(),
-        "MBTL order": mbtl_order(matrix, n, slope, gap, seed),
+        "MBTL": generalised_performance(matrix, order).tolist(),
+        "MBTL order": order,
         "Sequential oracle": generalised_performance(matrix, sequential_oracle(matrix, n)).tolist(),
         "Random (mean of 100)": randoms.mean(axis=0).tolist(),
         "Greedy interval splitting": generalised_performance(matrix, greedy_interval_order(n, n)).tolist(),
