@@ -97,8 +97,9 @@ def report(families: list[str]) -> str:
 
     folder = results_dir() / "mbtl"
     lines = ["Generalised performance: the mean over all N target contexts of the best trained policy's zero-shot "
-             "return, normalised by the family's bounds to [0, 1]; k = trained sources. IQM over seeds with its 95% "
-             f"bootstrap CI. {SEEDS_NOTE}", ""]
+             "return, normalised by the family's bounds to [0, 1]; k = trained sources. With 5 or more seeds a cell is "
+             "the IQM over seeds with its 95% bootstrap CI; with fewer, the per-seed values (seed 0 / 1 / ...). "
+             f"{SEEDS_NOTE}", ""]
     for name in families:
         pieces = [json.loads(p.read_text()) for p in sorted(folder.glob(f"{name}__s*.json"))]
         if not pieces:
@@ -113,9 +114,12 @@ def report(families: list[str]) -> str:
         for method in (*METHODS, "Independent", "Oracle"):
             cells = []
             for k in shown_k:
-                agg = aggregate([c[method][k - 1] for c in curves])
-                ci = f" [{agg['iqm_ci'][0]:.2f}, {agg['iqm_ci'][1]:.2f}]" if "iqm_ci" in agg else ""
-                cells.append(f"{agg['iqm']:.3f}{ci}")
+                values = [c[method][k - 1] for c in curves]
+                if len(values) < 5:  # per-seed values (see the note above the table)
+                    cells.append(" / ".join(f"{v:.3f}" for v in values))
+                    continue
+                agg = aggregate(values)
+                cells.append(f"{agg['iqm']:.3f} [{agg['iqm_ci'][0]:.2f}, {agg['iqm_ci'][1]:.2f}]")
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         multitask = {}
         for path in sorted(folder.glob(f"{name}__multitask*__s*.json")):
@@ -124,7 +128,7 @@ def report(families: list[str]) -> str:
             multitask.setdefault(piece["sources_worth"], []).append(score)
         for worth, scores in sorted(multitask.items()):
             lines.append(f"| Multi-task, {worth} sources' env steps | " + " | ".join(
-                f"{np.mean(scores):.3f}" if k == worth else "" for k in shown_k) + " |")
+                " / ".join(f"{v:.3f}" for v in scores) if k == worth else "" for k in shown_k) + " |")
         k_star = [first_k_reaching(c["MBTL"], c["Independent"][0]) for c in curves]
         k95 = [first_k_reaching(c["MBTL"], 0.95 * c["Independent"][0]) for c in curves]
         above_random = [all(c["MBTL"][k - 1] > c["Random (mean of 100)"][k - 1] for k in range(2, min(6, n + 1))) for c in curves]
@@ -135,6 +139,8 @@ def report(families: list[str]) -> str:
                       f"every k = 2..5: {sum(above_random)} of {len(curves)} seeds. Independent per seed: "
                       f"{per_seed([c['Independent'][0] for c in curves], '{:.3f}')}.", ""]
         plot_family(name, curves, multitask, folder / f"{name}.png")
+        lines += [f"![{name}: generalised performance against k](benchmarks/results/mbtl/{name}.png) "
+                  f"![{name}: transfer matrix, seed {pieces[0]['seed']}](benchmarks/results/mbtl/{name}__s{pieces[0]['seed']}__transfer.png)", ""]
     return write_summary("mbtl", folder, lines)
 
 
@@ -154,6 +160,9 @@ def plot_family(name: str, curves: list[dict[str, list[float]]], multitask: dict
             ax.fill_between(ks, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.15)
     for worth, scores in sorted(multitask.items()):
         ax.plot([worth], [np.mean(scores)], "k^", ms=7, label=f"multi-task ({worth} sources' steps)" if worth == min(multitask) else None)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trained source contexts k")
     ax.set_ylabel("generalised performance (normalised)")
     ax.set_title(f"{name}: mean over seeds, band min-max")
