@@ -1,9 +1,9 @@
 # Two commands on a fresh machine: `make demo` and `make test` (both run the setup first).
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Four workers on two cores: the ROS tests (on two of them) spend most of their time waiting on real
-# processes and clocks, and the other two keep both cores busy meanwhile.
-PYTEST_WORKERS ?= 4
+# Three workers on two cores: the ROS tests spend most of their time waiting on real processes and
+# clocks, and a third worker keeps both cores busy meanwhile.
+PYTEST_WORKERS ?= 3
 
 .PHONY: setup demo demo-deploy test bench-throughput clean
 

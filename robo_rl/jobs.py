@@ -68,8 +68,10 @@ def ray_init(launcher: Mapping[str, Any] | None = None) -> None:
     if address:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     else:
-        ray.init(num_cpus=int(launcher.get("workers") or os.cpu_count() or 1), include_dashboard=False,
-                 log_to_driver=False)
+        # "local": a new instance of our own, even where another program's Ray runs on this machine
+        # (without it, ray.init joins the newest cluster it finds there)
+        ray.init(address="local", num_cpus=int(launcher.get("workers") or os.cpu_count() or 1),
+                 include_dashboard=False, log_to_driver=False)
 
 
 def run_jobs(jobs: Sequence[Job], launcher: Mapping[str, Any] | None = None, retries: int | None = None,

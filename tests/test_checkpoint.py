@@ -69,11 +69,12 @@ def test_sigkill_during_writes_never_leaves_a_broken_checkpoint(tmp_path):
     )
     proc = subprocess.Popen([sys.executable, "-c", code])
     try:
-        for _ in range(200):
-            if path.exists() and read_info(path)["step"] >= 3:
-                break
-            import time
+        import time
+
+        deadline = time.monotonic() + 300  # the writer must first start (torch's import), however busy the machine
+        while time.monotonic() < deadline and not (path.exists() and read_info(path)["step"] >= 3):
             time.sleep(0.05)
+        assert proc.poll() is None, "the writer must still be writing when it is killed"
     finally:
         proc.kill()
         proc.wait()
