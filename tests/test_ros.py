@@ -61,11 +61,12 @@ def roscore(tmp_path_factory):
 
 @pytest.fixture
 def arm(roscore):
-    """Start the sim arm node (extra flags per test); stopped after the test."""
+    """Start the sim arm node (extra flags per test); stopped after the test. Its own time limit is far
+    beyond any test's length on a busy machine (a test with several deploys can take minutes)."""
     procs = []
 
     def _start(*flags: str, env: dict | None = None) -> subprocess.Popen:
-        proc = start([sys.executable, "-m", "robo_rl.real_robot.sim_arm_node", "--duration", "120", *flags],
+        proc = start([sys.executable, "-m", "robo_rl.real_robot.sim_arm_node", "--duration", "900", *flags],
                      env or roscore, ready="sim_arm: publishing")
         procs.append(proc)
         return proc
