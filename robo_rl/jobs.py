@@ -86,14 +86,14 @@ def run_jobs(jobs: Sequence[Job], launcher: Mapping[str, Any] | None = None, ret
     if len(set(names)) != len(names):
         raise ValueError("job names must be unique")
     results: dict[str, dict[str, Any]] = {job.name: job.read() for job in jobs if job.done()}
-    todo = [job for job in jobs if job.name not in results]
-    if not todo:
+    missing = [job for job in jobs if job.name not in results]
+    if not missing:
         return results
     ray_init(launcher)
     retries = int((launcher or {}).get("retries", 2) if retries is None else retries)
     # Ray retries a task whose worker died (killed, out of memory) and, with retry_exceptions, one that raised.
     task = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=True)(_call)
-    pending = {task.remote(job.fn, job.kwargs, str(job.result_path) if job.result_path else None): job for job in todo}
+    pending = {task.remote(job.fn, job.kwargs, str(job.result_path) if job.result_path else None): job for job in missing}
     failed: dict[str, str] = {}
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)

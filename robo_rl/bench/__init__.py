@@ -101,6 +101,20 @@ def run_grid(name: str, opts: argparse.Namespace, tasks: Mapping[str, str], path
                 path.write_text(json.dumps(run(task, agent, seed), indent=1) + "\n")
 
 
+def run_piece(name: str, path: Path, label: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """Run one piece of a benchmark and write its result file atomically, unless that file exists;
+    returns the new result (None when skipped)."""
+    from robo_rl.logger import write_json
+
+    if path.exists():
+        print(f"bench {name}: {path.name} done, skipped")
+        return None
+    print(f"bench {name}: {label}", flush=True)
+    result = run()
+    write_json(path, result)
+    return result
+
+
 def run_unit(name: str, path: Path, label: str, steps: int, run: Callable[[], dict[str, Any]]) -> None:
     """Run one unit of a benchmark and write its result file, unless that file already holds >= `steps`."""
     if path.exists() and json.loads(path.read_text()).get("steps", 0) >= steps:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from robo_rl.bench import SEEDS_NOTE, per_seed, results_dir, write_summary
+from robo_rl.bench import SEEDS_NOTE, per_seed, results_dir, run_piece, write_summary
 
 FAMILIES = ("pendulum_length", "inverted_pendulum_gain")
 METHODS = ("MBTL", "Sequential oracle", "Random (mean of 100)", "Greedy interval splitting", "Equidistant")
@@ -37,7 +37,7 @@ def family_config(name: str, overrides: list[str]) -> dict[str, Any]:
     return to_container(compose([f"family={name}", *overrides], "mbtl").family)
 
 
-def transfer_piece(family: dict[str, Any], seed: int, launcher: dict[str, Any], path: Path) -> dict[str, Any]:
+def transfer_piece(family: dict[str, Any], seed: int, launcher: dict[str, Any]) -> dict[str, Any]:
     """All N sources trained and evaluated on all N targets (skipping jobs already done)."""
     from robo_rl.jobs import run_jobs
     from robo_rl.mbtl import check_family, family_contexts, source_jobs, source_row
@@ -174,7 +174,6 @@ def plot_family(name: str, curves: list[dict[str, list[float]]], multitask: dict
 
 def main(args: list[str]) -> None:
     from robo_rl.config import ConfigError
-    from robo_rl.logger import write_json
 
     parser = argparse.ArgumentParser(prog="robo-rl bench mbtl")
     parser.add_argument("--families", default=",".join(FAMILIES))
@@ -203,19 +202,12 @@ def main(args: list[str]) -> None:
             worths = [] if opts.multitask == "none" else sorted({max(1, n // 5), n}) if opts.multitask == "auto" \
                 else [int(w) for w in opts.multitask.split(",")]
             for seed in seeds:
-                path = folder / f"{name}__s{seed}.json"
-                if path.exists():
-                    print(f"bench mbtl: {path.name} done, skipped")
-                else:
-                    print(f"bench mbtl: {name} seed {seed}: {n} sources x {n} targets", flush=True)
-                    piece = transfer_piece(family, seed, launcher, path)
-                    write_json(path, piece)
+                piece = run_piece("mbtl", folder / f"{name}__s{seed}.json", f"{name} seed {seed}: {n} sources x {n} targets",
+                                  lambda: transfer_piece(family, seed, launcher))
+                if piece is not None:
                     plot_heatmap(piece, folder / f"{name}__s{seed}__transfer.png")
                 for worth in worths:
-                    path = folder / f"{name}__multitask{worth}__s{seed}.json"
-                    if path.exists():
-                        print(f"bench mbtl: {path.name} done, skipped")
-                        continue
-                    print(f"bench mbtl: {name} seed {seed}: multi-task, {worth} sources' env steps", flush=True)
-                    write_json(path, multitask_piece(family, seed, worth, launcher))
+                    run_piece("mbtl", folder / f"{name}__multitask{worth}__s{seed}.json",
+                              f"{name} seed {seed}: multi-task, {worth} sources' env steps",
+                              lambda: multitask_piece(family, seed, worth, launcher))
     print(report(families))
