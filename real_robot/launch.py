@@ -20,9 +20,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_process(cmd: list[str], env: dict, ready: str, timeout: float = 30.0, cwd: str | Path | None = None) -> subprocess.Popen:
-    """Start `cmd` and wait until a line of its output contains `ready`."""
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+def start_process(cmd: list[str], env: dict, ready: str, timeout: float = 30.0, cwd: str | Path | None = None,
+                  popen=subprocess.Popen) -> subprocess.Popen:
+    """Start `cmd` (with `popen`, Popen or one like it) and wait until a line of its output contains `ready`."""
+    proc = popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, cwd=cwd)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:

@@ -17,11 +17,59 @@ torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
 
 
+# Python processes start from a per-worker fork server that has imported torch & co. already
+# (tests/forkserver.py); ROBO_RL_TEST_FORK=0 starts every one as a fresh interpreter instead.
+_SERVER = None
+
+
+def _forkserver():
+    global _SERVER
+    if _SERVER is None:
+        import tempfile
+
+        from forkserver import ForkServer
+
+        _SERVER = ForkServer(Path(tempfile.mkdtemp(prefix="robo_rl_fork_")))
+    return _SERVER
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _SERVER is not None:
+        _SERVER.close()
+
+
+def spawn(cmd: list[str], **kwargs) -> subprocess.Popen:
+    """`subprocess.Popen(cmd, **kwargs)`, through the fork server where it can run the command."""
+    from forkserver import ForkedProcess, handled
+
+    if os.environ.get("ROBO_RL_TEST_FORK", "1") != "0" and handled(cmd, kwargs):
+        return ForkedProcess(_forkserver(), cmd, **kwargs)
+    return subprocess.Popen(cmd, **kwargs)
+
+
+def run_process(cmd: list[str], timeout: float | None = None, capture_output: bool = False, check: bool = False,
+        **kwargs) -> subprocess.CompletedProcess:
+    """`subprocess.run`, with the process started by `spawn`."""
+    if capture_output:
+        kwargs.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = spawn(cmd, **kwargs)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    done = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    if check:
+        done.check_returncode()
+    return done
+
+
 def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the installed `robo-rl` entry point as a user would."""
+    """Run `robo-rl <args>` in a process of its own, as a user would."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "robo_rl.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env=full_env)
+    return run_process([sys.executable, "-m", "robo_rl.cli", *args], cwd=cwd, capture_output=True,
+               text=True, timeout=timeout, env=full_env)
 
 
 # One process for many CLI invocations that fail fast (bad input): the real `main`, the real stderr,
@@ -50,8 +98,8 @@ def run_cli_batch(invocations: list[list[str]], cwd: Path, timeout: float = 300)
     import json
 
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
-    done = subprocess.run([sys.executable, "-c", _BATCH, json.dumps(invocations)], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env=full_env)
+    done = run_process([sys.executable, "-c", _BATCH, json.dumps(invocations)], cwd=cwd, capture_output=True,
+               text=True, timeout=timeout, env=full_env)
     assert done.returncode == 0, done.stderr[-3000:]
     return [subprocess.CompletedProcess(argv, r["returncode"], r["stdout"], r["stderr"])
             for argv, r in zip(invocations, json.loads(done.stdout.splitlines()[-1]))]

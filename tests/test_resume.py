@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import run_process, spawn
+
 from robo_rl.checkpoint import load_checkpoint, read_info
 
 COMMON = ["train", "train=smoke", "train.steps=600", "train.checkpoint_every=150", "train.eval_every=300",
@@ -48,11 +50,11 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, agent):
     ARGS = COMMON + AGENTS[agent]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    done = subprocess.run(cli(*ARGS, f"hydra.run.dir={straight}", cwd=tmp_path), cwd=tmp_path, env=env,
+    done = run_process(cli(*ARGS, f"hydra.run.dir={straight}", cwd=tmp_path), cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
 
-    proc = subprocess.Popen(cli(*ARGS, f"hydra.run.dir={killed}", cwd=tmp_path), cwd=tmp_path, env=env,
+    proc = spawn(cli(*ARGS, f"hydra.run.dir={killed}", cwd=tmp_path), cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = killed / "checkpoint.safetensors"
     deadline = time.time() + 300
@@ -69,7 +71,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, agent):
     killed_at = read_info(checkpoint)["step"]
     assert 300 <= killed_at < 600
 
-    resumed = subprocess.run(cli("train", f"resume={killed}", cwd=tmp_path), cwd=tmp_path, env=env,
+    resumed = run_process(cli("train", f"resume={killed}", cwd=tmp_path), cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed {killed} at step {killed_at}" in resumed.stdout
@@ -94,7 +96,7 @@ def test_sigterm_saves_at_the_episode_end_and_the_run_continues(tmp_path):
     run = tmp_path / "run"
     args = [*COMMON, *AGENTS["sb3_sac"], "train.steps=20000"]
     log = open(tmp_path / "stderr.txt", "w")  # a file, not a pipe: a full pipe would stall the run
-    proc = subprocess.Popen(cli(*args, f"hydra.run.dir={run}", cwd=tmp_path), cwd=tmp_path, env=env,
+    proc = spawn(cli(*args, f"hydra.run.dir={run}", cwd=tmp_path), cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=log)
     checkpoint = run / "checkpoint.safetensors"
     deadline, seen = time.time() + 300, 0
@@ -118,7 +120,7 @@ def test_sigterm_saves_at_the_episode_end_and_the_run_continues(tmp_path):
     assert f"stopped at step {stopped_at} of 20000" in stderr
     assert "Traceback" not in stderr
 
-    resumed = subprocess.run(cli("train", f"resume={run}", "train.steps=1000", cwd=tmp_path), cwd=tmp_path, env=env,
+    resumed = run_process(cli("train", f"resume={run}", "train.steps=1000", cwd=tmp_path), cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed {run} at step {stopped_at}" in resumed.stdout
@@ -167,10 +169,10 @@ def test_resume_with_a_larger_budget_through_the_cli(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = tmp_path / "run"
     args = ["train", "train=smoke", "train.steps=300", "env=inverted_pendulum", "threads=1", *SMALL["sac"]]
-    first = subprocess.run(cli(*args, f"hydra.run.dir={run}", cwd=tmp_path), cwd=tmp_path, env=env,
+    first = run_process(cli(*args, f"hydra.run.dir={run}", cwd=tmp_path), cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
-    more = subprocess.run(cli("train", f"resume={run}", "train.steps=500", cwd=tmp_path), cwd=tmp_path, env=env,
+    more = run_process(cli("train", f"resume={run}", "train.steps=500", cwd=tmp_path), cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert more.returncode == 0 and "Traceback" not in more.stderr, more.stderr[-2000:]
     assert read_info(run / "checkpoint.safetensors")["step"] == 500

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_png_shows
+from conftest import assert_png_shows, run_process, spawn
 
 from robo_rl.config import compose
 from robo_rl.real_robot.launch import free_port, kill_leftovers, start_process, stop_process
@@ -39,7 +39,7 @@ PLUGINS = {"PYTHONPATH": str(REPO / "tests"), "ROBO_RL_PLUGINS": "wild_agent"}
 
 
 def start(cmd: list[str], env: dict, ready: str) -> subprocess.Popen:
-    return start_process(cmd, env, ready, cwd=REPO)
+    return start_process(cmd, env, ready, cwd=REPO, popen=spawn)
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
@@ -105,7 +105,7 @@ def policy(tmp_path_factory):
 
 
 def train_arm_policy(run: Path) -> None:
-    result = subprocess.run(
+    result = run_process(
         [sys.executable, "-m", "robo_rl.cli", "train", "agent=sac", "env=arm_reach", "train.steps=5000",
          "train.eval_every=5000", "train.eval_episodes=3", "train.video_steps=0", "train.save_replay=false",
          "train.progress=false", "agent.learning_starts=500", "agent.net_arch=[128,128]",
@@ -122,7 +122,7 @@ def deploy_args(checkpoint: Path, out: Path, *extra: str) -> list[str]:
 
 
 def deploy(env: dict, checkpoint: Path, out: Path, *extra: str, timeout: float = 120) -> tuple[int, dict, list[dict], str]:
-    result = subprocess.run(deploy_args(checkpoint, out, *extra), env=env, capture_output=True, text=True,
+    result = run_process(deploy_args(checkpoint, out, *extra), env=env, capture_output=True, text=True,
                             timeout=timeout, cwd=REPO)
     return result.returncode, *read_deploy(out), result.stderr
 
@@ -148,7 +148,7 @@ def wait_for_commands(out: Path, n: int, proc: subprocess.Popen, timeout: float 
 
 
 def start_deploy(env: dict, checkpoint: Path, out: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(deploy_args(checkpoint, out, *extra), env=env, cwd=REPO,
+    return spawn(deploy_args(checkpoint, out, *extra), env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -320,7 +320,7 @@ def press_estop(env: dict, presses: str) -> None:
               # ROS 1 delivers only to subscribers already connected: wait for deploy's, however busy the machine
               "deadline = time.time() + 20\nwhile p.get_num_connections() == 0 and time.time() < deadline: time.sleep(0.01)\n"
               f"time.sleep(0.2); {presses}; time.sleep(0.5)")
-    subprocess.run([sys.executable, "-c", script], env=env, timeout=30, check=True)
+    run_process([sys.executable, "-c", script], env=env, timeout=30, check=True)
 
 
 def deploy_through_presses(env: dict, policy: Path, out: Path, steps: int, presses: str) -> tuple[dict, list[dict]]:
@@ -375,7 +375,7 @@ def test_spaces_mismatch_is_refused(roscore, tmp_path):
     from wild_agent import save_wild
 
     checkpoint = save_wild(tmp_path / "small.safetensors", "huge", obs_dim=11)
-    result = subprocess.run(deploy_args(checkpoint, tmp_path / "out"), env=roscore, capture_output=True, text=True, timeout=60, cwd=REPO)
+    result = run_process(deploy_args(checkpoint, tmp_path / "out"), env=roscore, capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.returncode == 2
     assert "observes shape (11,)" in result.stderr and "(21,)" in result.stderr
 
@@ -392,7 +392,7 @@ def test_rosbridge_status_errors_reach_the_caller(roscore, peer):
         "while not t.errors and time.time() < deadline: time.sleep(0.05)\n"
         "print('ERRORS', t.errors)\n"
         "t.close()\n")
-    result = subprocess.run([sys.executable, "-c", script], env=roscore, capture_output=True, text=True, timeout=60, cwd=REPO)
+    result = run_process([sys.executable, "-c", script], env=roscore, capture_output=True, text=True, timeout=60, cwd=REPO)
     assert "cannot resolve type 'no_such_pkg/NoSuchType'" in result.stdout, result.stdout + result.stderr
 
 
@@ -400,7 +400,7 @@ def test_unreachable_rosbridge_is_one_line(tmp_path):
     from wild_agent import save_wild
 
     checkpoint = save_wild(tmp_path / "w.safetensors", "huge")
-    result = subprocess.run(deploy_args(checkpoint, tmp_path / "out", "transport=rosbridge", f"robot.rosbridge.port={free_port()}",
+    result = run_process(deploy_args(checkpoint, tmp_path / "out", "transport=rosbridge", f"robot.rosbridge.port={free_port()}",
                                         "connect_timeout=2"), capture_output=True, text=True, timeout=60, cwd=REPO,
                             env={**os.environ, **PLUGINS})
     assert result.returncode == 1 and "cannot reach rosbridge at ws://127.0.0.1:" in result.stderr
@@ -410,7 +410,7 @@ def test_unreachable_rosbridge_is_one_line(tmp_path):
 @needs_ros
 def test_bench_ros_quick(tmp_path):
     """A driver at 5x the control rate: commands still go out at the configured 20 Hz, within the speed limit."""
-    result = subprocess.run([sys.executable, "-m", "robo_rl.cli", "bench", "ros", "--transports", "rospy", "--rates", "",
+    result = run_process([sys.executable, "-m", "robo_rl.cli", "bench", "ros", "--transports", "rospy", "--rates", "",
                              "--driver-rates", "100", "--driver-steps", "200"], cwd=tmp_path, capture_output=True, text=True,
                             timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
@@ -425,7 +425,7 @@ def test_bench_ros_quick(tmp_path):
 
 
 def test_bench_ros_bad_rates_are_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "robo_rl.cli", "bench", "ros", "--driver-rates", "100,fast"], cwd=tmp_path,
+    result = run_process([sys.executable, "-m", "robo_rl.cli", "bench", "ros", "--driver-rates", "100,fast"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and result.stderr.strip() == "robo-rl: --driver-rates must be a comma list of rates in Hz, got '100,fast'"
 
@@ -481,7 +481,7 @@ def test_a_frozen_driver_is_caught_by_its_header_stamp(roscore, arm, policy, tmp
 
 def deploy_refused(env: dict, checkpoint: Path, out: Path, *extra: str) -> tuple[int, str]:
     """A deploy that must stop before commanding: its exit code and its one line on stderr."""
-    result = subprocess.run(deploy_args(checkpoint, out, *extra), env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
+    result = run_process(deploy_args(checkpoint, out, *extra), env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
     assert "Traceback" not in result.stderr and not (out / "commands.csv").read_text().splitlines()[1:]
     return result.returncode, result.stderr.strip().splitlines()[-1]
 
