@@ -4,7 +4,7 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import assert_png_shows
+from conftest import assert_png_shows, run_cli_batch
 
 from robo_rl.envs.decision import DecisionInterval
 from robo_rl.fas import fas_score
@@ -94,17 +94,41 @@ def test_fas_cli_on_a_saved_agent(cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_fas_quick_writes_per_run_results_and_skips_done(cli, tmp_path):
-    args = ["bench", "fas", "--tasks", "InvertedPendulum-v5", "--agents", "srl,sb3_sac", "--seeds", "0", "--steps", "600",
-            "--intervals", "1,2,4", "--episodes", "1", "--override", "agent.learning_starts=300",
+def test_bench_fas_quick_gives_every_arm_the_same_warmup_and_replaces_stale_results(cli, tmp_path):
+    args = ["bench", "fas", "--tasks", "InvertedPendulum-v5", "--agents", "srl,sb3_sac,sb3_sac_repeat2", "--seeds", "0",
+            "--steps", "600", "--warmup", "300", "--intervals", "1,2,4", "--episodes", "1",
             "--override", "train.progress=false", "--override", "threads=1"]
     result = cli(*args, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     folder = tmp_path / "benchmarks" / "results" / "fas"
-    srl = json.loads((folder / "InvertedPendulum-v5__srl__s0.json").read_text())
-    assert srl["mode"] == "sequence" and [p["interval"] for p in srl["per_interval"]] == [1, 2, 4]
-    assert json.loads((folder / "InvertedPendulum-v5__sb3_sac__s0.json").read_text())["mode"] == "repeat"
+    runs = {arm: json.loads((folder / f"InvertedPendulum-v5__{arm}__s0.json").read_text())
+            for arm in ("srl", "sb3_sac", "sb3_sac_repeat2")}
+    assert {(r["steps"], r["warmup"]) for r in runs.values()} == {(600, 300)}
+    assert runs["srl"]["config"]["learning_starts"] == runs["sb3_sac"]["config"]["learning_starts"] == 300
+    # the frame-skip arm: 300 decisions of 2 env steps, warm-up 150 of them; it decides every 2 steps at best
+    skip = runs["sb3_sac_repeat2"]
+    assert skip["config"]["learning_starts"] == 150 and skip["action_repeat"] == 2 and skip["intervals"] == [2, 4]
+    assert runs["srl"]["mode"] == "sequence" and [p["interval"] for p in runs["srl"]["per_interval"]] == [1, 2, 4]
     summary = (folder / "summary.md").read_text()
-    assert "| InvertedPendulum-v5 | srl | 1 | 600 |" in summary and (folder / "InvertedPendulum-v5.png").exists()
-    again = cli(*args, timeout=300)
-    assert again.returncode == 0 and again.stdout.count("done, skipped") == 2
+    assert "| InvertedPendulum-v5 | srl (sequence) | 1 | 600 |" in summary and "first 300 of them" in summary
+    assert_png_shows(folder / "InvertedPendulum-v5.png", "C0", "C1")
+    # a result made under another warm-up is not kept beside the new ones: it is run again and replaced
+    stale = json.loads((folder / "InvertedPendulum-v5__sb3_sac__s0.json").read_text())
+    stale["warmup"] = 10_000
+    (folder / "InvertedPendulum-v5__sb3_sac__s0.json").write_text(json.dumps(stale))
+    again = cli(*args, timeout=600)
+    assert again.returncode == 0 and again.stdout.count("done, skipped") == 2, again.stdout[-2000:]
+    assert json.loads((folder / "InvertedPendulum-v5__sb3_sac__s0.json").read_text())["warmup"] == 300
+
+
+def test_bench_fas_arms_and_bad_options_are_checked_before_any_run(tmp_path):
+    from robo_rl.bench.fas import arm_spec
+
+    assert arm_spec("srl_j8") == ("srl", ["agent.sequence_length=8"], 1)
+    assert arm_spec("sb3_sac_repeat4") == ("sb3_sac", ["env.action_repeat=4"], 4)
+    assert arm_spec("sb3_sac") == ("sb3_sac", [], 1)
+    bad = run_cli_batch([["bench", "fas", "--agents", "srl,sacc"], ["bench", "fas", "--agents", "sb3_sac_j8"],
+                         ["bench", "fas", "--warmup", "30000"], ["bench", "fas", "--intervals", "2,4"]], cwd=tmp_path)
+    for result, word in zip(bad, ("sacc", "sb3_sac_j8", "30000", "2,4")):
+        assert result.returncode == 2 and word in result.stderr and len(result.stderr.strip().splitlines()) == 1, result
+    assert not (tmp_path / "runs").exists()

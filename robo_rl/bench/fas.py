@@ -1,120 +1,224 @@
-"""`robo-rl bench fas`: Frequency-Averaged Score of SRL against SB3 SAC (and Symphony).
+"""`robo-rl bench fas`: Frequency-Averaged Score of SRL against SB3 SAC, under one protocol for every arm.
 
-Every (task, agent, seed) is one ordinary training run with the same env-step budget under
-runs/bench/fas/ (interrupted runs continue from their checkpoint), then `robo-rl fas` on it at the
-decision intervals `--intervals`. SAC and Symphony act at interval tau by repeating their action;
-SRL plays tau actions from one observation. Each finished run writes its own file
-benchmarks/results/fas/<task>__<agent>__s<seed>.json, finished runs are skipped.
+Every (task, arm, seed) is one ordinary training run under runs/bench/fas/ (interrupted runs continue
+from their checkpoint), then an evaluation at the decision intervals `--intervals`. Every arm gets the
+same env-step budget `--steps` and the same warm-up `--warmup` (uniform random actions, or Symphony's
+exploration phase, before the first update); both are recorded in each result file, and a file made
+under other settings is run again and replaced. Each finished run writes
+benchmarks/results/fas/<task>__<arm>__s<seed>.json; finished runs are skipped.
 
-Normalisation across agents: FAS per run is computed with R_ref = mean return at tau = 1 of SB3 SAC
-on that task (over its seeds) and R_random = the random policy's return, so the agents of one task
-share one scale; `--report` recomputes it from the files, with IQM and 95% bootstrap CIs over seeds.
+Arms: an agent name (`sb3_sac`, `srl`, `symphony_cpu`, ...); `srl_j<J>`, SRL trained with J actions
+per decision; `<agent>_repeat<k>`, the agent trained with `env.action_repeat=k` (frame skip), which
+decides every k primitive steps and is evaluated at multiples of its own interval. Agents that emit
+action sequences play tau actions from one observation; the others repeat their action.
+
+The report gives FAS in two normalisations: against SB3 SAC's mean return at tau = 1 on the task (one
+scale for every arm: what each can do at each rate) and against each run's own return at tau = 1 (how
+much of what it can do survives slower decisions; a frame-skip arm's own fastest rate is k), with per-seed values, IQM and 95% bootstrap CIs.
 """
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from robo_rl.bench import grid_parser, results_dir, run_grid, write_summary
+from robo_rl.bench import SEEDS_NOTE, grid_parser, results_dir, run_grid, write_summary
 
 TASKS = {"InvertedPendulum-v5": "inverted_pendulum", "Hopper-v5": "hopper", "Reacher-v5": "reacher",
          "HalfCheetah-v5": "halfcheetah", "Walker2d-v5": "walker2d"}
 DEFAULT_INTERVALS = "1,2,3,4,6,8,12,16"
-# Symphony's exploration phase (the paper's 20480 steps of the untrained actor) outlasts this benchmark's
-# budget, so it would never update: here it explores for SRL's 5k warm-up steps instead.
-SHORT_EXPLORATION = ["agent.explore_steps=5000"]
-AGENT_OVERRIDES = {"symphony": SHORT_EXPLORATION, "symphony_cpu": SHORT_EXPLORATION}
+# The key that holds an agent's warm-up (random or untrained-actor steps before learning starts).
+WARMUP_KEY = {"symphony": "explore_steps", "symphony_cpu": "explore_steps", "symphony_budget": "explore_steps"}
+ARM = re.compile(r"^(?P<agent>[a-z0-9_]+?)(?:_j(?P<j>\d+)|_repeat(?P<k>\d+))?$")
 
 
-def run_one(task: str, agent: str, seed: int, steps: int, intervals: list[int], episodes: int, extra: list[str]) -> dict[str, Any]:
+def arm_spec(arm: str) -> tuple[str, list[str], int]:
+    """(agent config name, its overrides, action repeat) of a benchmark arm."""
+    from robo_rl.config import ConfigError, group_options
+
+    match = ARM.match(arm)
+    agents = group_options("agent")
+    if match is None or match["agent"] not in agents:
+        raise ConfigError(f"--agents: unknown arm '{arm}' (an agent of {', '.join(agents)}, "
+                          "optionally with _j<J> for SRL or _repeat<k>)")
+    agent, overrides, repeat = match["agent"], [], 1
+    if match["j"]:
+        if agent != "srl":
+            raise ConfigError(f"--agents: '{arm}': _j<J> sets the sequence length of srl only")
+        overrides.append(f"agent.sequence_length={int(match['j'])}")
+    if match["k"]:
+        repeat = int(match["k"])
+        if repeat < 2:
+            raise ConfigError(f"--agents: '{arm}': the action repeat must be >= 2")
+        overrides.append(f"env.action_repeat={repeat}")
+    return agent, overrides, repeat
+
+
+def run_one(task: str, arm: str, seed: int, steps: int, warmup: int, intervals: list[int], episodes: int,
+            extra: list[str]) -> dict[str, Any]:
     from robo_rl.config import compose, to_container
+    from robo_rl.envs.factory import make_env
     from robo_rl.fas import evaluate_at_interval
     from robo_rl.runs import RandomAgent, load_agent_and_env, load_run_config, train_run
 
-    run_dir = Path("runs") / "bench" / "fas" / f"{task}__{agent}__s{seed}__{steps}"
+    agent, arm_overrides, repeat = arm_spec(arm)
+    run_dir = Path("runs") / "bench" / "fas" / f"{task}__{arm}__s{seed}__{steps}__w{warmup}"
     resume = (run_dir / "checkpoint.safetensors").exists()
-    overrides = [*AGENT_OVERRIDES.get(agent, []), *extra]
+    # A frame-skip run counts its decisions: the same env steps and warm-up are steps / k of them.
+    decisions, warmup_decisions = steps // repeat, warmup // repeat
+    overrides = [f"agent.{WARMUP_KEY.get(agent, 'learning_starts')}={warmup_decisions}", *arm_overrides, *extra]
     cfg = load_run_config(run_dir) if resume else compose(
-        [f"agent={agent}", f"env={TASKS[task]}", f"seed={seed}", f"train.steps={steps}", f"train.eval_every={max(steps // 10, 1000)}",
-         "train.eval_episodes=5", f"train.checkpoint_every={max(steps // 5, 1000)}", "train.video_steps=0", *overrides])
+        [f"agent={agent}", f"env={TASKS[task]}", f"seed={seed}", f"train.steps={decisions}",
+         f"train.eval_every={max(decisions // 10, 1000)}", "train.eval_episodes=5",
+         f"train.checkpoint_every={max(decisions // 5, 1000)}", "train.video_steps=0", *overrides])
     train_run(cfg, run_dir, resume=resume)
     eval_seed = 30_000
-    trained, _, env = load_agent_and_env(run_dir, eval_seed)
-    per_interval = [evaluate_at_interval(trained, env, k, episodes, eval_seed) for k in intervals]
-    random_agent = RandomAgent(env.observation_space, env.action_space, {}, eval_seed)
-    random_return = evaluate_at_interval(random_agent, env, 1, episodes, eval_seed)["mean_return"]
+    trained, info, env = load_agent_and_env(run_dir, eval_seed)
+    own_rate = [tau for tau in intervals if tau % repeat == 0]   # a frame-skip arm decides every k steps at best
+    per_interval = [{**evaluate_at_interval(trained, env, tau // repeat, episodes, eval_seed), "interval": tau}
+                    for tau in own_rate]
     env.close()
-    return {"task": task, "agent": agent, "seed": seed, "steps": steps, "intervals": intervals, "episodes": episodes,
+    primitive = make_env({**info["env"], "action_repeat": 1}, seed=eval_seed)   # the random policy at every step
+    random_agent = RandomAgent(primitive.observation_space, primitive.action_space, {}, eval_seed)
+    random_return = evaluate_at_interval(random_agent, primitive, 1, episodes, eval_seed)["mean_return"]
+    primitive.close()
+    return {"task": task, "agent": arm, "base_agent": agent, "seed": seed, "steps": steps, "warmup": warmup,
+            "action_repeat": repeat, "intervals": own_rate, "episodes": episodes,
             "mode": "sequence" if hasattr(trained, "act_sequence") else "repeat",
             "per_interval": per_interval, "random_return": random_return, "extra_overrides": overrides,
             "config": to_container(cfg.agent)}
 
 
-def report() -> str:
+def current(result: dict[str, Any], steps: int, warmup: int) -> bool:
+    """A result file made under this protocol (older files lack the recorded warm-up)."""
+    return result.get("warmup") == warmup and result.get("steps", 0) >= steps
+
+
+def run_fas(run: dict[str, Any], random_return: float, reference: float) -> float | None:
+    from robo_rl.fas import fas_score
+
+    tau = [p["interval"] for p in run["per_interval"]]
+    if len(tau) < 2:
+        return None
+    return fas_score(tau, [p["mean_return"] for p in run["per_interval"]], random_return, reference)
+
+
+def report(steps: int, warmup: int) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from robo_rl.evaluate import aggregate
-    from robo_rl.fas import DEFINITION, fas_score
+    from robo_rl.fas import DEFINITION
 
     folder = results_dir() / "fas"
-    results = [json.loads(p.read_text()) for p in sorted(folder.glob("*__s*.json"))]
-    lines = ["| task | agent | seeds | env steps | FAS mean | FAS IQM | 95% CI (IQM) | FAS, own R_ref (mean) | return at tau=1 | return at tau=8 |",
-             "|---|---|---:|---:|---:|---:|---|---:|---:|---:|"]
+    every = [json.loads(p.read_text()) for p in sorted(folder.glob("*__s*.json"))]
+    results = [r for r in every if current(r, steps, warmup)]
+    stale = len(every) - len(results)
+    lines = [f"Every arm: {steps} env steps, the first {warmup} of them uniform random actions (Symphony: its "
+             f"exploration phase) before any update. {SEEDS_NOTE}", "",
+             "| task | arm | seeds | env steps | FAS vs SAC at tau=1: IQM | 95% CI | per seed | FAS vs own fastest: IQM "
+             "| per seed |", "|---|---|---:|---:|---:|---|---|---:|---|"]
+    returns_table = ["| task | arm | " + " | ".join(f"tau={t}" for t in _all_intervals(results)) + " |",
+                     "|---|---|" + "---:|" * len(_all_intervals(results))]
     for task in sorted({r["task"] for r in results}):
         runs = [r for r in results if r["task"] == task]
         sac = [r for r in runs if r["agent"] == "sb3_sac"]
         if not sac:
-            lines.append(f"| {task} | (no SB3 SAC runs yet: no reference) | | | | | | | | |")
+            lines.append(f"| {task} | (no SB3 SAC runs yet: no common reference) | | | | | | | |")
             continue
         reference = float(np.mean([p["mean_return"] for r in sac for p in r["per_interval"] if p["interval"] == 1]))
         random_return = float(np.mean([r["random_return"] for r in runs]))
-        fig, ax = plt.subplots(figsize=(6, 3.8))
-        for agent in sorted({r["agent"] for r in runs}):
-            mine = [r for r in runs if r["agent"] == agent]
-            scores = [fas_score(r["intervals"], [p["mean_return"] for p in r["per_interval"]], random_return, reference) for r in mine]
-            agg = aggregate(scores)
-            ci = f"[{agg['iqm_ci'][0]:.2f}, {agg['iqm_ci'][1]:.2f}]" if "iqm_ci" in agg else "-"
-            # each run against its own return at tau = 1: how much of what it can do survives slower decisions
-            own = np.mean([fas_score(r["intervals"], [p["mean_return"] for p in r["per_interval"]], random_return,
-                                     r["per_interval"][0]["mean_return"]) for r in mine])
-
-            def at(tau: int) -> str:
-                vals = [p["mean_return"] for r in mine for p in r["per_interval"] if p["interval"] == tau]
-                return f"{np.mean(vals):.0f}" if vals else "-"
-
-            lines.append(f"| {task} | {agent} | {len(mine)} | {mine[0]['steps']} | {agg['mean']:.2f} | {agg['iqm']:.2f} | {ci} | {own:.2f} | {at(1)} | {at(8)} |")
+        fig, ax = plt.subplots(figsize=(6.4, 4.0))
+        for arm in sorted({r["agent"] for r in runs}):
+            mine = sorted((r for r in runs if r["agent"] == arm), key=lambda r: r["seed"])
+            vs_sac = [run_fas(r, random_return, reference) for r in mine]
+            vs_own = [run_fas(r, random_return, r["per_interval"][0]["mean_return"]) for r in mine]
+            lines.append(f"| {task} | {_label(mine[0])} | {len(mine)} | {mine[0]['steps']} | {_iqm(vs_sac, aggregate)} "
+                         f"| {_ci(vs_sac, aggregate)} | {_seeds(vs_sac)} | {_iqm(vs_own, aggregate)} | {_seeds(vs_own)} |")
+            returns_table.append(f"| {task} | {_label(mine[0])} | " + " | ".join(
+                _returns_at(mine, t) for t in _all_intervals(results)) + " |")
             tau = mine[0]["intervals"]
             curves = np.array([[p["mean_return"] for p in r["per_interval"]] for r in mine])
-            ax.plot(tau, curves.mean(0), marker="o", label=f"{agent} ({mine[0]['mode']})")
+            ax.plot(tau, curves.mean(0), marker="o", label=_label(mine[0]))
             ax.fill_between(tau, curves.min(0), curves.max(0), alpha=0.15)
         ax.axhline(random_return, color="gray", ls="--", lw=1, label="random")
-        ax.set_xlabel("decision interval (primitive steps per decision)")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("decision interval tau (primitive steps per decision)")
         ax.set_ylabel("episode return")
-        ax.set_title(f"{task}: return vs decision interval (mean, band min-max over seeds)")
-        ax.legend(fontsize=8)
+        ax.set_title(f"{task}: mean over seeds, band min-max")
+        ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(folder / f"{task}.png", dpi=120)
         plt.close(fig)
-    lines += ["", f"FAS here: {DEFINITION}; R_ref = SB3 SAC's mean return at tau = 1 on the task, R_random = random policy."]
+    lines += ["", "Return at each decision interval: mean over seeds (per seed in brackets).", "", *returns_table, "",
+              f"FAS: {DEFINITION}. Headline: R_ref = SB3 SAC's mean return at tau = 1 on the task (one scale for "
+              "every arm); beside it R_ref = the run's own return at its fastest rate (tau = 1; k for a frame-skip arm). A frame-skip arm (_repeat<k>) decides "
+              "every k steps at best: its FAS is over its own intervals (tau >= k) and is not comparable to the others'."]
+    if stale:
+        lines += ["", f"({stale} result file(s) made under other settings are not shown; rerunning replaces them.)"]
     return write_summary("fas", folder, lines)
 
 
+def _label(run: dict[str, Any]) -> str:
+    return f"{run['agent']} ({run['mode']})"
+
+
+def _all_intervals(results: list[dict[str, Any]]) -> list[int]:
+    return sorted({p["interval"] for r in results for p in r["per_interval"]})
+
+
+def _iqm(values: list[float | None], aggregate) -> str:
+    known = [v for v in values if v is not None]
+    return f"{aggregate(known)['iqm']:.2f}" if known else "-"
+
+
+def _ci(values: list[float | None], aggregate) -> str:
+    known = [v for v in values if v is not None]
+    agg = aggregate(known) if known else {}
+    return f"[{agg['iqm_ci'][0]:.2f}, {agg['iqm_ci'][1]:.2f}]" if "iqm_ci" in agg else "-"
+
+
+def _seeds(values: list[float | None]) -> str:
+    return " / ".join("-" if v is None else f"{v:.2f}" for v in values)
+
+
+def _returns_at(runs: list[dict[str, Any]], tau: int) -> str:
+    values = [p["mean_return"] for r in runs for p in r["per_interval"] if p["interval"] == tau]
+    if not values:
+        return "-"
+    return f"{np.mean(values):.0f} ({' / '.join(f'{v:.0f}' for v in values)})"
+
+
 def main(args: list[str]) -> None:
-    parser = grid_parser("robo-rl bench fas", "InvertedPendulum-v5,Reacher-v5", "srl,sb3_sac,symphony_cpu", 20_000)
+    from robo_rl.config import ConfigError
+
+    parser = grid_parser("robo-rl bench fas", "InvertedPendulum-v5,Reacher-v5", "srl,sb3_sac", 20_000)
+    parser.set_defaults(seeds="0,1,2,3,4")
+    parser.add_argument("--warmup", type=int, default=5_000,
+                        help="env steps of random actions before learning, the same for every arm")
     parser.add_argument("--intervals", default=DEFAULT_INTERVALS)
     parser.add_argument("--episodes", type=int, default=5)
     opts = parser.parse_args(args)
+    try:
+        intervals = [int(k) for k in opts.intervals.split(",")]
+    except ValueError:
+        raise ConfigError(f"--intervals: '{opts.intervals}' must be comma-separated integers") from None
+    if 1 not in intervals or min(intervals) < 1:
+        raise ConfigError(f"--intervals: '{opts.intervals}' must be >= 1 and include 1 (the reference rate)")
+    if not 0 <= opts.warmup < opts.steps:
+        raise ConfigError(f"--warmup: {opts.warmup} must be >= 0 and below --steps {opts.steps}")
+    for arm in opts.agents.split(","):
+        arm_spec(arm)
     folder = results_dir() / "fas"
     folder.mkdir(parents=True, exist_ok=True)
-    intervals = [int(k) for k in opts.intervals.split(",")]
     if not opts.report:
-        run_grid("fas", opts, TASKS, lambda task, agent, seed: folder / f"{task}__{agent}__s{seed}.json",
-                 lambda task, agent, seed: run_one(task, agent, seed, opts.steps, intervals, opts.episodes, opts.override),
-                 done=lambda path: path.exists() and json.loads(path.read_text())["steps"] >= opts.steps)
-    print(report())
+        run_grid("fas", opts, TASKS, lambda task, arm, seed: folder / f"{task}__{arm}__s{seed}.json",
+                 lambda task, arm, seed: run_one(task, arm, seed, opts.steps, opts.warmup, intervals, opts.episodes,
+                                                 opts.override),
+                 done=lambda path: path.exists() and current(json.loads(path.read_text()), opts.steps, opts.warmup))
+    print(report(opts.steps, opts.warmup))
