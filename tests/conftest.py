@@ -113,6 +113,22 @@ def cli(tmp_path):
     return _run
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """`<shared temp folder>/<name>`, made by `build(path)` once per test run: pytest-xdist workers
+    share the folder above their own base temp folder, and a file lock makes the others wait for the
+    first. `build` must leave the path complete or absent (write it atomically)."""
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):   # a worker's base is <run folder>/popen-gwN
+        shared = shared.parent
+    path = shared / name
+    with FileLock(str(shared / f"{name}.lock")):
+        if not path.exists():
+            build(path)
+    return path
+
+
 # matplotlib's first two default line colours
 PLOT_COLOURS = {"C0": (0x1F, 0x77, 0xB4), "C1": (0xFF, 0x7F, 0x0E)}
 

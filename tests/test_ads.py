@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import built_once
 
 from robo_rl.rewards.ads import ProgressRecognizer, discount_for, initial_k, lis_length, ot_rewards
 from robo_rl.rewards.demos import Demo, DemoError, collect_demos, load_demos, save_demos
@@ -48,9 +49,10 @@ def test_recognizer_follows_how_far_the_agent_gets():
 
 @pytest.fixture(scope="module")
 def reach_demos(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ads") / "reach.h5"
-    save_demos(path, collect_demos("reach-v3", 4, ["corner"], image_size=32, seed=0, steps_after_success=30, progress=False), "reach-v3")
-    return path
+    """Four expert demos of reach-v3, made once per test run (the tests only read them)."""
+    return built_once(tmp_path_factory, "reach_ads_demos.h5", lambda path: save_demos(
+        path, collect_demos("reach-v3", 4, ["corner"], image_size=32, seed=0, steps_after_success=30, progress=False),
+        "reach-v3"))
 
 
 def random_states(steps: int, seed: int = 0) -> np.ndarray:

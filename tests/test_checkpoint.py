@@ -1,11 +1,11 @@
 import os
 import pickle
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_process, spawn
 
 import robo_rl.checkpoint as ckpt
 from robo_rl.checkpoint import CheckpointError, load_checkpoint, read_info, save_checkpoint
@@ -67,7 +67,7 @@ def test_sigkill_during_writes_never_leaves_a_broken_checkpoint(tmp_path):
         "    save_checkpoint(p, {'x': torch.full((200000,), float(i))}, {'step': i})\n"
         "    i += 1\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code])
+    proc = spawn([sys.executable, "-c", code])
     try:
         import time
 
@@ -126,7 +126,7 @@ def test_malicious_pickle_is_never_executed(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (tmp_path / "run.safetensors").replace(run / "checkpoint.safetensors")
-    result = subprocess.run([sys.executable, "-m", "robo_rl.cli", "eval", f"run={run}"], capture_output=True, text=True)
+    result = run_process([sys.executable, "-m", "robo_rl.cli", "eval", f"run={run}"], capture_output=True, text=True)
     assert result.returncode == 2 and "checkpoint.safetensors" in result.stderr
     assert not os.path.exists(MARKER)
 
@@ -150,7 +150,7 @@ def test_a_checkpoint_cannot_make_the_loader_import_a_module(tmp_path, target):
     script = ("import sys\nfrom robo_rl.cli import main\n"
               f"code = main(['eval', 'run={path}'])\n"
               f"print('IMPORTED' if {module!r} in sys.modules and {module!r} not in ('robo_rl.agents.sac', 'robo_rl.runs') else 'CLEAN', code)\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    result = run_process([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip().splitlines()[-1] == "CLEAN 2", result.stdout + result.stderr
     assert "The Zen of Python" not in result.stdout  # `this` prints on import
     lines = result.stderr.strip().splitlines()

@@ -180,18 +180,25 @@ def _always_die() -> dict:
     return {}
 
 
-@pytest.fixture(scope="module")
-def local_ray():
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for every Ray test of the run (they share a worker: xdist group "ray"); a
+    module-scoped one was started again whenever that worker ran another module's test in between."""
     import ray
-    from ray import cloudpickle
 
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests/
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     from robo_rl.jobs import ray_init
 
     ray_init({"workers": 2})
     yield
     ray.shutdown()
+
+
+@pytest.fixture
+def local_ray(ray_session):
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests/
 
 
 @pytest.mark.xdist_group("ray")

@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import assert_png_shows, run_cli_batch
+from conftest import assert_png_shows, built_once, run_cli_batch
 from scipy.stats import spearmanr
 
 from robo_rl.rewards.demos import DemoError, collect_demos, load_demos, load_video_demos, progress_labels, save_demos, write_video_demos
@@ -24,10 +24,10 @@ CAMERAS = ["corner", "corner2"]
 
 @pytest.fixture(scope="module")
 def demo_file(tmp_path_factory):
-    """Eight expert demos of a Meta-World task, two cameras at 64 px (about 25 s)."""
-    path = tmp_path_factory.mktemp("demos") / f"{TASK}.h5"
-    save_demos(path, collect_demos(TASK, 8, CAMERAS, image_size=64, seed=0, progress=False), TASK)
-    return path
+    """Eight expert demos of a Meta-World task, two cameras at 64 px (about 25 s), made once per test
+    run (the tests only read them)."""
+    return built_once(tmp_path_factory, f"{TASK}_demos.h5", lambda path: save_demos(
+        path, collect_demos(TASK, 8, CAMERAS, image_size=64, seed=0, progress=False), TASK))
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_png_shows, run_process, spawn
+from conftest import assert_png_shows, built_once, run_process, spawn
 
 from robo_rl.config import compose
 from robo_rl.real_robot.launch import free_port, kill_leftovers, start_process, stop_process
@@ -90,18 +90,14 @@ def peer(roscore, tmp_path):
 def policy(tmp_path_factory):
     """A policy trained on ArmReach-v0 by the ordinary training command (the suite's SAC, small budget).
 
-    Trained once per test run: pytest-xdist workers share the folder above their own base
-    temp folder, and a file lock makes the second worker wait for the first one's policy."""
-    from filelock import FileLock
+    Trained once per test run, in a folder of its own that appears complete or not at all."""
+    def train(run: Path) -> None:
+        staging = run.with_name(run.name + ".tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        train_arm_policy(staging)
+        staging.rename(run)
 
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):   # a worker's base is <run folder>/popen-gwN
-        shared = shared.parent
-    run = shared / "arm_policy"
-    with FileLock(str(shared / "arm_policy.lock")):
-        if not (run / "eval.json").exists():
-            train_arm_policy(run)
-    return run
+    return built_once(tmp_path_factory, "arm_policy", train)
 
 
 def train_arm_policy(run: Path) -> None:
