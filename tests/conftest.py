@@ -20,6 +20,14 @@ REPO = Path(__file__).resolve().parents[1]
 # Python processes start from a per-worker fork server that has imported torch & co. already
 # (tests/forkserver.py); ROBO_RL_TEST_FORK=0 starts every one as a fresh interpreter instead.
 _SERVER = None
+_SERVER_FOLDER: Path | None = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _forkserver_folder(tmp_path_factory):
+    """The server's socket and log (what each command cost) live in the worker's temp folder."""
+    global _SERVER_FOLDER
+    _SERVER_FOLDER = tmp_path_factory.mktemp("forkserver")
 
 
 def _forkserver():
@@ -29,7 +37,10 @@ def _forkserver():
 
         from forkserver import ForkServer
 
-        _SERVER = ForkServer(Path(tempfile.mkdtemp(prefix="robo_rl_fork_")))
+        folder = _SERVER_FOLDER
+        if folder is None or len(str(folder)) > 80:   # a Unix socket's path has at most 107 bytes
+            folder = Path(tempfile.mkdtemp(prefix="robo_rl_fork_"))
+        _SERVER = ForkServer(folder)
     return _SERVER
 
 

@@ -53,7 +53,7 @@ def _serve(path: str) -> None:
     listener.bind(path)
     listener.listen(64)
     print("forkserver: ready", flush=True)
-    children: dict[int, socket.socket] = {}
+    children: dict[int, tuple[socket.socket, list[str]]] = {}
     while True:
         ready, _, _ = select.select([listener], [], [], 0.02)
         if ready:
@@ -64,7 +64,7 @@ def _serve(path: str) -> None:
             return
 
 
-def _start_one(conn: socket.socket, listener: socket.socket, children: dict[int, socket.socket]) -> None:
+def _start_one(conn: socket.socket, listener: socket.socket, children: dict) -> None:
     message, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
     size = int.from_bytes(message[:8], "big")
     while len(message) < 8 + size:
@@ -82,19 +82,23 @@ def _start_one(conn: socket.socket, listener: socket.socket, children: dict[int,
     for fd in fds:
         os.close(fd)
     conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
-    children[pid] = conn
+    children[pid] = (conn, request["argv"])
 
 
-def _reap(children: dict[int, socket.socket]) -> None:
+def _reap(children: dict[int, tuple[socket.socket, list[str]]]) -> None:
     while children:
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
-        conn = children.pop(pid, None)
-        if conn is not None:
+        entry = children.pop(pid, None)
+        if entry is not None:
+            conn, argv = entry
+            # the server's log: what each command cost (CPU seconds, its own and its children's)
+            print(json.dumps({"argv": argv[:4], "cpu_s": round(usage.ru_utime + usage.ru_stime, 2)}),
+                  file=sys.stderr, flush=True)
             try:
                 conn.sendall(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}).encode() + b"\n")
             except OSError:
