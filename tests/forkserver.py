@@ -54,13 +54,14 @@ def _serve(path: str) -> None:
     listener.listen(64)
     print("forkserver: ready", flush=True)
     children: dict[int, tuple[socket.socket, list[str]]] = {}
+    parent = os.getppid()
     while True:
         ready, _, _ = select.select([listener], [], [], 0.02)
         if ready:
             conn, _ = listener.accept()
             _start_one(conn, listener, children)
         _reap(children)
-        if os.getppid() == 1:   # the pytest worker is gone
+        if os.getppid() != parent:   # the pytest worker is gone
             return
 
 
@@ -75,8 +76,8 @@ def _start_one(conn: socket.socket, listener: socket.socket, children: dict) -> 
     caught = signal.pthread_sigmask(signal.SIG_BLOCK, set(signal.Signals) - {signal.SIGKILL, signal.SIGSTOP})
     pid = os.fork()
     if pid == 0:
-        listener.close()
-        conn.close()
+        for other in (listener, conn, *(c for c, _ in children.values())):
+            other.close()
         _child(request, fds, caught)   # never returns
     signal.pthread_sigmask(signal.SIG_SETMASK, caught)
     for fd in fds:
