@@ -31,6 +31,7 @@ def _forkserver_folder(tmp_path_factory):
 
 
 def _forkserver():
+    """The worker's fork server, started on first use; None (fresh interpreters) if it cannot start."""
     global _SERVER
     if _SERVER is None:
         import tempfile
@@ -40,12 +41,16 @@ def _forkserver():
         folder = _SERVER_FOLDER
         if folder is None or len(str(folder)) > 80:   # a Unix socket's path has at most 107 bytes
             folder = Path(tempfile.mkdtemp(prefix="robo_rl_fork_"))
-        _SERVER = ForkServer(folder)
-    return _SERVER
+        try:
+            _SERVER = ForkServer(folder)
+        except (OSError, RuntimeError) as exc:
+            print(f"tests: no fork server ({exc}); starting fresh interpreters", file=sys.stderr)
+            _SERVER = False
+    return _SERVER or None
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if _SERVER is not None:
+    if _SERVER:
         _SERVER.close()
 
 
@@ -53,7 +58,7 @@ def spawn(cmd: list[str], **kwargs) -> subprocess.Popen:
     """`subprocess.Popen(cmd, **kwargs)`, through the fork server where it can run the command."""
     from forkserver import ForkedProcess, handled
 
-    if os.environ.get("ROBO_RL_TEST_FORK", "1") != "0" and handled(cmd, kwargs):
+    if os.environ.get("ROBO_RL_TEST_FORK", "1") != "0" and handled(cmd, kwargs) and _forkserver() is not None:
         return ForkedProcess(_forkserver(), cmd, **kwargs)
     return subprocess.Popen(cmd, **kwargs)
 
