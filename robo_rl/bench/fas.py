@@ -123,8 +123,9 @@ def report(steps: int, warmup: int) -> str:
              f"exploration phase) before any update. {SEEDS_NOTE}", "",
              "| task | arm | seeds | env steps | FAS vs SAC at tau=1: IQM | 95% CI | per seed | FAS vs own fastest: IQM "
              "| per seed |", "|---|---|---:|---:|---:|---|---|---:|---|"]
-    returns_table = ["| task | arm | " + " | ".join(f"tau={t}" for t in _all_intervals(results)) + " |",
-                     "|---|---|" + "---:|" * len(_all_intervals(results))]
+    every_tau = sorted({p["interval"] for r in results for p in r["per_interval"]})
+    returns_table = ["| task | arm | " + " | ".join(f"tau={t}" for t in every_tau) + " |",
+                     "|---|---|" + "---:|" * len(every_tau)]
     for task in sorted({r["task"] for r in results}):
         runs = [r for r in results if r["task"] == task]
         sac = [r for r in runs if r["agent"] == "sb3_sac"]
@@ -138,10 +139,11 @@ def report(steps: int, warmup: int) -> str:
             mine = sorted((r for r in runs if r["agent"] == arm), key=lambda r: r["seed"])
             vs_sac = [run_fas(r, random_return, reference) for r in mine]
             vs_own = [run_fas(r, random_return, r["per_interval"][0]["mean_return"]) for r in mine]
-            lines.append(f"| {task} | {_label(mine[0])} | {len(mine)} | {mine[0]['steps']} | {_iqm(vs_sac, aggregate)} "
-                         f"| {_ci(vs_sac, aggregate)} | {_seeds(vs_sac)} | {_iqm(vs_own, aggregate)} | {_seeds(vs_own)} |")
+            (iqm_sac, ci_sac), (iqm_own, _) = _iqm_ci(vs_sac, aggregate), _iqm_ci(vs_own, aggregate)
+            lines.append(f"| {task} | {_label(mine[0])} | {len(mine)} | {mine[0]['steps']} | {iqm_sac} | {ci_sac} "
+                         f"| {_seeds(vs_sac)} | {iqm_own} | {_seeds(vs_own)} |")
             returns_table.append(f"| {task} | {_label(mine[0])} | " + " | ".join(
-                _returns_at(mine, t) for t in _all_intervals(results)) + " |")
+                _returns_at(mine, t) for t in every_tau) + " |")
             tau = mine[0]["intervals"]
             curves = np.array([[p["mean_return"] for p in r["per_interval"]] for r in mine])
             ax.plot(tau, curves.mean(0), marker="o", label=_label(mine[0]))
@@ -168,19 +170,13 @@ def _label(run: dict[str, Any]) -> str:
     return f"{run['agent']} ({run['mode']})"
 
 
-def _all_intervals(results: list[dict[str, Any]]) -> list[int]:
-    return sorted({p["interval"] for r in results for p in r["per_interval"]})
-
-
-def _iqm(values: list[float | None], aggregate) -> str:
+def _iqm_ci(values: list[float | None], aggregate) -> tuple[str, str]:
+    """IQM and its 95% bootstrap interval over the runs that have a score (one bootstrap)."""
     known = [v for v in values if v is not None]
-    return f"{aggregate(known)['iqm']:.2f}" if known else "-"
-
-
-def _ci(values: list[float | None], aggregate) -> str:
-    known = [v for v in values if v is not None]
-    agg = aggregate(known) if known else {}
-    return f"[{agg['iqm_ci'][0]:.2f}, {agg['iqm_ci'][1]:.2f}]" if "iqm_ci" in agg else "-"
+    if not known:
+        return "-", "-"
+    agg = aggregate(known)
+    return f"{agg['iqm']:.2f}", (f"[{agg['iqm_ci'][0]:.2f}, {agg['iqm_ci'][1]:.2f}]" if "iqm_ci" in agg else "-")
 
 
 def _seeds(values: list[float | None]) -> str:
