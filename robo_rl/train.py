@@ -117,10 +117,18 @@ class Trainer:
         self.episodes = 0
         self.next_checkpoint = self.checkpoint_every
         self.evaluations: list[dict[str, Any]] = []
+        # Wall-clock of the run so far, across resumes (time after the last checkpoint of a killed run is lost
+        # with the work it did): what a user pays for a run, recorded at every evaluation.
+        self.wall_s_before, self._run_started = 0.0, None
         self.resumed_from: int | None = None
         self.stop_requested = False
         self.stop_signal: int | None = None
         self.logger: RunLogger | None = None
+
+    @property
+    def wall_s(self) -> float:
+        running = time.perf_counter() - self._run_started if self._run_started is not None else 0.0
+        return self.wall_s_before + running
 
     # --- checkpoints --------------------------------------------------------------------------
     @property
@@ -132,7 +140,8 @@ class Trainer:
             return None
         state = {
             "agent": self.agent.state_dict(),
-            "loop": {"step": self.step, "episodes": self.episodes, "next_checkpoint": self.next_checkpoint},
+            "loop": {"step": self.step, "episodes": self.episodes, "next_checkpoint": self.next_checkpoint,
+                     "wall_s": self.wall_s},
             "rng": {"torch": torch.get_rng_state(), "warmup": self.rng.bit_generator.state, "env": env_rng_state(self.env)},
             "evaluations": self.evaluations,
         }
@@ -149,6 +158,7 @@ class Trainer:
         self.agent.load_state_dict(state["agent"])
         loop = state["loop"]
         self.step, self.episodes, self.next_checkpoint = loop["step"], loop["episodes"], loop["next_checkpoint"]
+        self.wall_s_before = float(loop.get("wall_s", 0.0))
         torch.set_rng_state(state["rng"]["torch"])
         self.rng.bit_generator.state = state["rng"]["warmup"]
         set_env_rng_state(self.env, state["rng"]["env"])
@@ -161,7 +171,7 @@ class Trainer:
     # --- the loop -----------------------------------------------------------------------------
     def _evaluate(self) -> dict[str, Any]:
         result = evaluate(self.agent, self.eval_env, self.eval_episodes, seed=10_000 + 100 * self.seed)
-        result = {"step": self.step, **result}
+        result = {"step": self.step, **result, "wall_s": round(self.wall_s, 1)}
         self.evaluations.append(result)
         return result
 
@@ -215,6 +225,7 @@ class Trainer:
         logger = RunLogger(self.run_dir, resume_step=self.resumed_from) if self.run_dir is not None else None
         self.logger = logger  # callbacks may log scalars through it (None without a run folder)
         bar = ProgressBar(self.total_steps, start=self.step, enabled=self.progress_enabled)
+        self._run_started = time.perf_counter()
         if self.resumed_from is None and self.agent.learning_starts >= self.total_steps:
             # Legal (e.g. collecting data), but usually a budget shorter than the agent's warm-up by mistake.
             print(f"robo-rl: warning: the agent starts learning at step {self.agent.learning_starts} "

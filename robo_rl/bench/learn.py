@@ -45,6 +45,7 @@ def run_one(task: str, agent: str, seed: int, steps: int, eval_every: int, episo
     return {
         "task": task, "agent": agent, "seed": seed, "steps": steps, "extra_overrides": extra, "tag": tag,
         "curve": [{"step": e["step"], "mean_return": e["mean_return"], "std_return": e["std_return"]} for e in evaluations],
+        "wall_s": evaluations[-1].get("wall_s") if evaluations else None,  # the whole run, evaluations included
         "closing_eval": {k: final[k] for k in ("mean_return", "std_return", "episodes")},  # eval.json, other seeds
         "config": to_container(cfg.agent),
     }
