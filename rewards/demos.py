@@ -25,6 +25,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from robo_rl.config import ConfigError
+from robo_rl.envs.experts import collect_expert_episodes, expert_policy  # noqa: F401  (expert_policy: re-exported)
 
 FORMAT = "robo-rl-demos"
 VERSION = 1
@@ -57,19 +58,6 @@ class Demo:
 
 
 # --- collection -------------------------------------------------------------------------------
-def expert_policy(task: str):
-    """The scripted expert that ships with metaworld for `task`."""
-    import warnings
-
-    from metaworld.policies import ENV_POLICY_MAP
-
-    # The experts' gains are deliberately high (the env clips actions); their warning says only that.
-    warnings.filterwarnings("ignore", message="Constant\\(s\\) may be too high")
-    if task not in ENV_POLICY_MAP:
-        raise DemoError(f"no scripted expert for Meta-World task '{task}'")
-    return ENV_POLICY_MAP[task]()
-
-
 def collect_demos(task: str, episodes: int, cameras: Sequence[str] = DEFAULT_CAMERAS, image_size: int = 84,
                   seed: int = 0, max_steps: int = 500, steps_after_success: int = 0, action_noise: float = 0.0,
                   progress: bool = True) -> list[Demo]:
@@ -78,57 +66,10 @@ def collect_demos(task: str, episodes: int, cameras: Sequence[str] = DEFAULT_CAM
     An episode ends `steps_after_success` steps after the success flag first fires (or at `max_steps`).
     Only successful episodes are kept; seeds continue until `episodes` of them are recorded.
     """
-    from robo_rl.envs.factory import env_config, make_env
-    from robo_rl.envs.render import CameraRenderer
-    from robo_rl.logger import ProgressBar
-
-    env = make_env(env_config("metaworld", task, max_episode_steps=max_steps), seed=seed)
-    renderer = CameraRenderer(env, list(cameras), image_size)
-    policy = expert_policy(task)
-    rng = np.random.default_rng(seed)
-    demos: list[Demo] = []
-    attempt = 0
-    bar = ProgressBar(episodes, enabled=progress, label=f"demos {task}")
-    try:
-        while len(demos) < episodes:
-            if attempt >= 3 * episodes + 10:
-                raise DemoError(f"expert for '{task}' succeeded in only {len(demos)} of {attempt} episodes")
-            demo = _record_episode(env, renderer, policy, cameras, seed + attempt, max_steps, steps_after_success, action_noise, rng)
-            attempt += 1
-            if demo.meta["success"]:
-                demos.append(demo)
-                bar.update(len(demos))
-    finally:
-        bar.close()
-        renderer.close()
-        env.close()
-    return demos
-
-
-def _record_episode(env, renderer, policy, cameras, seed, max_steps, steps_after_success, action_noise, rng) -> Demo:
-    obs, _ = env.reset(seed=seed)
-    states, actions, rewards, success = [obs], [], [], []
-    views = {cam: [frame] for cam, frame in zip(cameras, renderer.render())}
-    first_success = None
-    for t in range(max_steps):
-        action = np.clip(policy.get_action(obs) + action_noise * rng.standard_normal(env.action_space.shape), -1, 1)
-        obs, reward, terminated, truncated, info = env.step(action.astype(np.float32))
-        states.append(obs)
-        actions.append(action)
-        rewards.append(reward)
-        success.append(info["success"] > 0)
-        for cam, frame in zip(cameras, renderer.render()):
-            views[cam].append(frame)
-        if first_success is None and success[-1]:
-            first_success = t
-        if terminated or truncated or (first_success is not None and t - first_success >= steps_after_success):
-            break
-    return Demo(
-        frames={cam: np.stack(v) for cam, v in views.items()},
-        states=np.asarray(states, np.float32), actions=np.asarray(actions, np.float32),
-        rewards=np.asarray(rewards, np.float32), success=np.asarray(success, bool),
-        meta={"seed": int(seed), "success": first_success is not None, "first_success": -1 if first_success is None else int(first_success)},
-    )
+    recorded = collect_expert_episodes(task, episodes, seed, max_steps, action_noise, steps_after_success,
+                                       list(cameras), image_size, progress)
+    return [Demo(frames=e.frames, states=e.states, actions=e.actions, rewards=e.rewards, success=e.success,
+                 meta={"seed": e.seed, "success": True, "first_success": e.first_success}) for e in recorded]
 
 
 # --- storage ----------------------------------------------------------------------------------

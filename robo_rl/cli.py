@@ -2,8 +2,9 @@
 
   robo-rl train [key=value ...] [-m]     train (Hydra overrides; -m/--multirun sweeps, e.g. seed=0,1,2)
   robo-rl train resume=<run dir>         continue a run from its last checkpoint
-  robo-rl eval run=<run dir> [episodes=10] [seed=20000] [video=true]
+  robo-rl eval run=<run dir> [episodes=10] [seed=20000] [video=true] [env=<env> env.id=<task> ...]
                                          writes eval_s<seed>_<episodes>ep.json beside the run's eval.json
+                                         (env=... plays the policy on another task than the one it learned)
   robo-rl deploy checkpoint=<run dir> [robot=sim_arm] [transport=rospy|rosbridge] [dry_run=true] [key=value ...]
                                          run a trained policy on a ROS arm behind the safety layer
   robo-rl fas run=<run dir> [intervals=1,2,4,8,16] [episodes=5] [reference=<return>]
@@ -15,12 +16,19 @@
   robo-rl demos fit kind=perceptual|process demos=<a.h5[,b.h5]> features=<net> out=<reward>
                     [cameras=corner,corner2] [adapt=<new-task.h5>] [steps=1500]
                                          fit a learned reward; use it with reward=<kind> reward.model=<reward>
+  robo-rl datasets collect tasks=<task,task,...> [episodes=40] [noise=0.1] [root=<minari root>] [seed=0]
+                                         Minari datasets of Meta-World's scripted experts, one per task
+  robo-rl datasets show task=<task> [root=<minari root>]
+  robo-rl pretrain [tasks=[...]] [updates=10000] [key=value ...]
+                                         pre-train L2M's decision transformer on several tasks' datasets
+  robo-rl finetune pretrained=<run dir> method=full|lora|l2m|l2m_oracle [sequence=cw5|cw10] [key=value ...]
+                                         learn a sequence of tasks one after another (continual protocol)
   robo-rl mbtl family=<name> budget=K [seed=0] [gap=linear|linear_estimated] [launcher.address=<head>:6379]
                                          model-based transfer: which K contexts to train on (Ray jobs),
                                          and which trained policy to deploy on every context
   robo-rl bench <name> [options]         benchmarks: throughput, learn, ros, fas, rewards, ads, mbtl
                                          (robo-rl bench <name> --help lists a benchmark's options)
-  robo-rl options <group>                list the choices of a config group (agent, env, reward, train, robot, family)
+  robo-rl options <group>                list the choices of a config group (agent, env, reward, train, robot, family, sequence)
 
 Bad input prints one line naming the bad key or value and exits with code 2.
 """
@@ -138,12 +146,19 @@ def _hydra_train(args: list[str]) -> None:
 
 
 def cmd_eval(args: list[str]) -> int:
+    from robo_rl.config import compose, to_container, validate_overrides
     from robo_rl.runs import eval_run
 
-    opts = _key_values(args, {"run": str, "episodes": int, "video": bool, "seed": int})
+    env_args = [a for a in args if a.split("=", 1)[0] == "env" or a.startswith("env.")]
+    opts = _key_values([a for a in args if a not in env_args], {"run": str, "episodes": int, "video": bool, "seed": int})
     if "run" not in opts:
         raise UsageError("eval needs run=<run folder or checkpoint file>")
-    result = eval_run(opts["run"], int(opts.get("episodes", 10)), int(opts.get("seed", 20_000)), bool(opts.get("video", False)))
+    env_cfg = None
+    if env_args:
+        validate_overrides(env_args)
+        env_cfg = to_container(compose(env_args).env)
+    result = eval_run(opts["run"], int(opts.get("episodes", 10)), int(opts.get("seed", 20_000)), bool(opts.get("video", False)),
+                      env_cfg)
     line = f"robo-rl: eval return {result['mean_return']:.1f} +- {result['std_return']:.1f} over {result['episodes']} episodes"
     if "success_rate" in result:
         line += f", success {100 * result['success_rate']:.0f}%"
@@ -270,6 +285,68 @@ def cmd_demos(args: list[str]) -> int:
     raise UsageError("demos needs a subcommand: collect, show, features, fit")
 
 
+def cmd_datasets(args: list[str]) -> int:
+    from robo_rl.datasets import ACTION_NOISE, collect_dataset, dataset_id, load_task_dataset
+
+    sub = args[0] if args else None
+    if sub == "collect":
+        opts = _key_values(args[1:], {"tasks": str, "episodes": int, "noise": float, "root": str, "seed": int})
+        if "tasks" not in opts:
+            raise UsageError("datasets collect needs tasks=<metaworld task[,task...]>")
+        for task in str(opts["tasks"]).split(","):
+            path = collect_dataset(task, int(opts.get("episodes", 40)), opts.get("root"), int(opts.get("seed", 0)),
+                                   float(opts.get("noise", ACTION_NOISE)))
+            print(f"robo-rl: dataset {dataset_id(task)} written to {path} (minari.load_dataset('{dataset_id(task)}'))")
+        return 0
+    if sub == "show":
+        opts = _key_values(args[1:], {"task": str, "root": str})
+        if "task" not in opts:
+            raise UsageError("datasets show needs task=<metaworld task>")
+        episodes = load_task_dataset(opts["task"], opts.get("root"))
+        returns = [float(e.rewards.sum()) for e in episodes]
+        print(f"robo-rl: {dataset_id(opts['task'])}: {len(episodes)} episodes, {sum(len(e.rewards) for e in episodes)} steps, "
+              f"success {100 * sum(bool(e.success.any()) for e in episodes) / len(episodes):.0f}%, return {min(returns):.0f}-{max(returns):.0f}")
+        return 0
+    raise UsageError("datasets needs a subcommand: collect, show")
+
+
+def _offline_command(args: list[str], name: str, groups: tuple[str, ...]):
+    from robo_rl.config import compose, validate_overrides
+
+    validate_overrides(args, name, groups)
+    return compose(args, name)
+
+
+def cmd_pretrain(args: list[str]) -> int:
+    from robo_rl.config import PRETRAIN_GROUPS
+    from robo_rl.continual import run_pretrain
+
+    cfg = _offline_command(args, "pretrain", PRETRAIN_GROUPS)
+    out = Path(cfg.out) if cfg.out else Path("runs") / "pretrain" / f"s{cfg.seed}"
+    summary = run_pretrain(cfg, out)
+    shown = ", ".join(f"{t} {100 * r['success']:.0f}%" for t, r in summary["evaluation"].items())
+    print(f"robo-rl: pre-trained on {len(summary['tasks'])} tasks; success {shown}")
+    print(f"robo-rl: run folder {out}  (pretrain.json, checkpoint.safetensors); fine-tune with: robo-rl finetune pretrained={out}")
+    return 0
+
+
+def cmd_finetune(args: list[str]) -> int:
+    from robo_rl.config import FINETUNE_GROUPS
+    from robo_rl.continual import run_finetune
+
+    cfg = _offline_command(args, "finetune", FINETUNE_GROUPS)
+    if "pretrained=" not in " ".join(args):
+        raise UsageError("finetune needs pretrained=<a robo-rl pretrain run folder>")
+    out = Path(cfg.out) if cfg.out else Path("runs") / "finetune" / str(cfg.method) / f"s{cfg.seed}"
+    record = run_finetune(cfg, out)
+    m = record["metrics"]
+    print(f"robo-rl: {cfg.method} on {cfg.sequence.name}: average success {m['average_success']:.2f}, "
+          f"average forgetting {m['average_forgetting']:.2f}, pre-training tasks {m['pretrain_before_success']:.2f} -> "
+          f"{m['pretrain_after_success']:.2f}")
+    print(f"robo-rl: run folder {out}  (continual.json, success.png, checkpoint.safetensors)")
+    return 0
+
+
 def cmd_mbtl(args: list[str]) -> int:
     from robo_rl.config import MBTL_GROUPS, compose, validate_overrides
     from robo_rl.mbtl import run_mbtl
@@ -286,16 +363,18 @@ def cmd_mbtl(args: list[str]) -> int:
 
 
 def cmd_options(args: list[str]) -> int:
-    from robo_rl.config import DEPLOY_GROUPS, GROUPS, MBTL_GROUPS, group_options
+    from robo_rl.config import DEPLOY_GROUPS, FINETUNE_GROUPS, GROUPS, MBTL_GROUPS, group_options
 
-    if len(args) != 1 or args[0] not in GROUPS + DEPLOY_GROUPS + MBTL_GROUPS:
-        raise UsageError(f"options needs one group (valid: {', '.join(GROUPS + DEPLOY_GROUPS + MBTL_GROUPS)})")
+    groups = list(dict.fromkeys(GROUPS + DEPLOY_GROUPS + MBTL_GROUPS + FINETUNE_GROUPS))
+    if len(args) != 1 or args[0] not in groups:
+        raise UsageError(f"options needs one group (valid: {', '.join(groups)})")
     print("\n".join(group_options(args[0])))
     return 0
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "deploy": cmd_deploy, "fas": cmd_fas, "mbtl": cmd_mbtl, "bench": cmd_bench,
-            "demos": cmd_demos, "options": cmd_options}
+            "demos": cmd_demos, "datasets": cmd_datasets, "pretrain": cmd_pretrain, "finetune": cmd_finetune,
+            "options": cmd_options}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,8 @@ CONFIG_MODULE = "robo_rl.configs"
 GROUPS = ("agent", "env", "reward", "train")
 DEPLOY_GROUPS = ("robot",)
 MBTL_GROUPS = ("family",)
+PRETRAIN_GROUPS = ("agent",)
+FINETUNE_GROUPS = ("agent", "sequence")
 
 
 class ConfigError(ValueError):

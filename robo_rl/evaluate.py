@@ -27,6 +27,8 @@ def evaluate(agent: Any, env: gym.Env, episodes: int = 10, seed: int = 0, determ
         while not done:
             action = to_env_action(agent.act(obs, deterministic=deterministic), env.action_space)
             obs, reward, terminated, truncated, info = env.step(action)
+            if hasattr(agent, "observe_reward"):   # return-conditioned agents (decision transformers) count down
+                agent.observe_reward(reward)
             ep_return += float(reward)
             ep_len += 1
             if "success" in info:

@@ -86,6 +86,9 @@ def wrap_reward(env: Any, cfg: DictConfig) -> Any:
 def check_config(cfg: DictConfig) -> None:
     """Everything that can be checked before the first env step."""
     check_run_config(cfg)
+    if getattr(agent_class(cfg.agent._target_), "offline", False):
+        raise ConfigError(f"agent '{cfg.agent.get('name')}' learns from datasets, not online: "
+                          "use robo-rl pretrain and robo-rl finetune")
     try:
         check_env_config(to_container(cfg.env))
     except ValueError as exc:
@@ -165,18 +168,26 @@ def load_agent(run_dir: str | Path) -> tuple[Agent, dict[str, Any]]:
     return agent_from_info(info, run_dir, state), info
 
 
-def load_agent_and_env(run_dir: str | Path, seed: int) -> tuple[Agent, dict[str, Any], Any]:
-    """The trained agent of a run, its checkpoint metadata, and a fresh env of the task it learned."""
+def load_agent_and_env(run_dir: str | Path, seed: int, env_cfg: dict[str, Any] | None = None) -> tuple[Agent, dict[str, Any], Any]:
+    """The trained agent of a run, its checkpoint metadata, and a fresh env of the task it learned
+    (or of `env_cfg`, another task with the same spaces)."""
     agent, info = load_agent(run_dir)
-    env_cfg = info.get("env")
+    env_cfg = env_cfg or info.get("env")
     if env_cfg is None:
         raise CheckpointError(f"{run_dir}: checkpoint does not say which env it was trained on")
     return agent, info, make_env(env_cfg, seed=seed)
 
 
-def eval_run(run_dir: str | Path, episodes: int = 10, seed: int = 20_000, video: bool = False) -> dict[str, Any]:
+def eval_run(run_dir: str | Path, episodes: int = 10, seed: int = 20_000, video: bool = False,
+             env_cfg: dict[str, Any] | None = None) -> dict[str, Any]:
     run_dir = Path(run_dir)
-    agent, info, env = load_agent_and_env(run_dir, seed)
+    agent, info, env = load_agent_and_env(run_dir, seed, env_cfg)
+    for space, name in ((env.observation_space, "observations"), (env.action_space, "actions")):
+        expected = agent.observation_space if name == "observations" else agent.action_space
+        if getattr(space, "shape", None) != getattr(expected, "shape", None):
+            env.close()
+            raise ConfigError(f"env '{(env_cfg or info['env']).get('id')}' has {name} of shape {space.shape}, "
+                              f"the policy in '{run_dir}' expects {expected.shape}")
     result = {"step": info.get("step"), "seed": seed, **evaluate(agent, env, episodes, seed=seed)}
     if run_dir.is_dir():
         # beside the training's own eval.json, which keeps its random-policy reference

@@ -1,0 +1,249 @@
+"""Pre-training on datasets, and the continual protocol: tasks in sequence, each from its own data only.
+
+`robo-rl pretrain` trains a model (an agent with `update`, e.g. agents/l2m.py) on the datasets of several
+tasks at once and evaluates it on each. `robo-rl finetune` takes a pre-trained run folder and a sequence of
+tasks; for each task in turn it trains `updates` updates on that task's dataset alone (the offline loop,
+robo_rl/offline.py), evaluating the task `evals_per_task` times during its phase (the curve forward transfer
+integrates), then every task seen so far. The pre-training tasks are evaluated at the start (the frozen
+model) and at the end (through the fine-tuned model). Metrics are Continual World's (Wolczyk et al.,
+NeurIPS 2021):
+  average success   mean over the sequence's tasks of their success after the last task
+  forgetting        per task: success at the end of its own phase minus success after the last task
+  forward transfer  per task: (AUC - AUC_ref) / (1 - AUC_ref), AUC the mean success over its phase's
+                    evaluations, AUC_ref the same for that task trained alone from the pre-trained model
+The run folder holds continual.json (rewritten after every evaluation, atomically), the checkpoint, and a
+plot of each task's success over the sequence; an interrupted run continues where it stopped.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from robo_rl.config import ConfigError, to_container
+from robo_rl.logger import write_json
+
+# Keys a fine-tuning run takes from its own agent config; the rest (the architecture) is the pre-trained model's.
+FINETUNE_KEYS = ("pool_size", "rank", "lora_scale", "pull_weight", "count_penalty", "learning_rate", "weight_decay",
+                 "grad_clip", "batch_size", "dropout")
+
+
+def task_env_config(task: str) -> dict[str, Any]:
+    from robo_rl.datasets import EPISODE_STEPS
+    from robo_rl.envs.factory import env_config
+
+    return env_config("metaworld", task, max_episode_steps=EPISODE_STEPS)
+
+
+def evaluate_task(agent: Any, task: str, episodes: int, seed: int) -> dict[str, float]:
+    """Success rate and mean return of `agent` on a task's 200-step episodes."""
+    from robo_rl.envs.factory import make_env
+    from robo_rl.evaluate import evaluate
+
+    env = make_env(task_env_config(task), seed=seed)
+    try:
+        result = evaluate(agent, env, episodes, seed=seed)
+    finally:
+        env.close()
+    return {"success": float(result.get("success_rate", 0.0)), "return": float(result["mean_return"])}
+
+
+def _check_tasks(tasks: Sequence[str], key: str) -> list[str]:
+    from robo_rl.envs.factory import metaworld_tasks
+
+    known = set(metaworld_tasks())
+    tasks = [str(t) for t in tasks]
+    if not tasks:
+        raise ConfigError(f"config key '{key}' must list at least one task")
+    for task in tasks:
+        if task not in known:
+            raise ConfigError(f"config key '{key}': '{task}' is not a Meta-World v3 task")
+    return tasks
+
+
+def _check_positive(cfg: DictConfig, keys: Sequence[str]) -> None:
+    for key in keys:
+        if OmegaConf.select(cfg, key) <= 0:
+            raise ConfigError(f"config key '{key}' must be > 0, got {OmegaConf.select(cfg, key)}")
+
+
+def _threads(cfg: DictConfig) -> None:
+    import torch
+
+    if cfg.get("threads", 0) > 0:
+        torch.set_num_threads(int(cfg.threads))
+
+
+# --- pre-training ------------------------------------------------------------------------------
+def run_pretrain(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
+    from robo_rl.agents.base import agent_class
+    from robo_rl.datasets import ensure_datasets, load_task_dataset
+    from robo_rl.envs.factory import make_env
+    from robo_rl.offline import OfflineTrainer, WindowSampler, cosine_lr
+
+    tasks = _check_tasks(cfg.tasks, "tasks")
+    _check_positive(cfg, ("updates", "episodes", "eval_episodes", "checkpoint_every", "learning_rate"))
+    _threads(cfg)
+    out = Path(out)
+    summary_path = out / "pretrain.json"
+    if summary_path.is_file():
+        print(f"robo-rl: {out} is already pre-trained (pretrain.json); nothing to do")
+        return json.loads(summary_path.read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    ensure_datasets(tasks, int(cfg.episodes), cfg.datasets, int(cfg.seed), bool(cfg.progress))
+    data = [load_task_dataset(t, cfg.datasets) for t in tasks]
+    env = make_env(task_env_config(tasks[0]))
+    agent_cfg = {k: v for k, v in to_container(cfg.agent).items() if k != "_target_"}
+    agent_cfg.update(method="pretrained", learning_rate=float(cfg.learning_rate))
+    try:
+        agent = agent_class(cfg.agent._target_)(env.observation_space, env.action_space, agent_cfg, int(cfg.seed))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"agent: {exc}") from None
+    env.close()
+    sampler = WindowSampler(data, agent.context, agent.state_dim, agent.reward_scale, agent.max_timestep, int(cfg.seed))
+    agent.target_return = sampler.best_return
+    trainer = OfflineTrainer(agent, sampler, int(cfg.updates), out, "pretrain", int(cfg.checkpoint_every), bool(cfg.progress),
+                             lambda u: cosine_lr(u, int(cfg.updates), float(cfg.learning_rate), int(cfg.warmup)),
+                             {"env": task_env_config(tasks[0]), "pretrain_tasks": tasks})
+    if trainer.resume():
+        print(f"robo-rl: resumed {out} at update {trainer.done}")
+    losses = trainer.run()
+    results = {t: evaluate_task(agent, t, int(cfg.eval_episodes), 50_000 + int(cfg.seed)) for t in tasks}
+    summary = {"tasks": tasks, "updates": int(cfg.updates), "seed": int(cfg.seed), "evaluation": results,
+               "mean_success": float(np.mean([r["success"] for r in results.values()])),
+               "target_return": agent.target_return, "loss_first_last": [losses[0], losses[-1]] if losses else None}
+    write_json(summary_path, summary)
+    return summary
+
+
+# --- the continual protocol ------------------------------------------------------------------
+def run_finetune(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
+    from robo_rl.checkpoint import load_checkpoint
+    from robo_rl.datasets import ensure_datasets, load_task_dataset
+    from robo_rl.offline import OfflineTrainer, WindowSampler
+    from robo_rl.runs import load_agent
+
+    tasks = _check_tasks(cfg.sequence.tasks, "sequence.tasks")
+    _check_positive(cfg, ("updates", "episodes", "eval_episodes", "evals_per_task", "checkpoint_every"))
+    _threads(cfg)
+    if cfg.method not in ("full", "lora", "l2m", "l2m_oracle"):
+        raise ConfigError(f"config key 'method' must be full, lora, l2m or l2m_oracle, got '{cfg.method}'")
+    pretrained_dir = Path(str(cfg.pretrained))
+    if not (pretrained_dir / "pretrain.json").is_file():
+        raise ConfigError(f"pretrained: '{pretrained_dir}' is not a finished pre-training run (no pretrain.json)")
+    pretrained, _ = load_agent(pretrained_dir)
+    pretrain_tasks = json.loads((pretrained_dir / "pretrain.json").read_text())["tasks"]
+    overrides = {k: to_container(cfg.agent)[k] for k in FINETUNE_KEYS if k in cfg.agent}
+    try:
+        agent = pretrained.with_method(str(cfg.method), tasks, overrides)
+    except ValueError as exc:
+        raise ConfigError(f"agent: {exc}") from None
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    state_path = out / "continual.json"
+    record = json.loads(state_path.read_text()) if state_path.is_file() else {
+        "method": str(cfg.method), "sequence": tasks, "pretrain_tasks": pretrain_tasks, "seed": int(cfg.seed),
+        "updates_per_task": int(cfg.updates), "phases": [], "pretrain_before": None, "pretrain_after": None}
+    episodes, seed = int(cfg.eval_episodes), 60_000 + int(cfg.seed)
+
+    def save() -> None:
+        write_json(state_path, record)
+
+    if record["pretrain_before"] is None:   # the frozen model, before any fine-tuning
+        record["pretrain_before"] = {t: evaluate_task(pretrained, t, episodes, seed) for t in pretrain_tasks}
+        save()
+    ensure_datasets(tasks, int(cfg.episodes), cfg.datasets, int(cfg.seed), bool(cfg.progress))
+    finished = len([p for p in record["phases"] if p.get("after") is not None])
+    if finished and (out / "checkpoint.safetensors").is_file():
+        state, _ = load_checkpoint(out / "checkpoint.safetensors")
+        agent.load_state_dict(state["agent"])
+    for index in range(finished, len(tasks)):
+        _phase(agent, record, index, tasks, cfg, out, save, episodes, seed, OfflineTrainer, WindowSampler, load_task_dataset)
+    if record["pretrain_after"] is None:
+        agent.play_task(len(tasks) - 1)
+        record["pretrain_after"] = {t: evaluate_task(agent, t, episodes, seed) for t in pretrain_tasks}
+    record["metrics"] = continual_metrics(record)
+    save()
+    plot_sequence(record, out / "success.png")
+    return record
+
+
+def _phase(agent, record, index, tasks, cfg, out, save, episodes, seed, OfflineTrainer, WindowSampler, load_task_dataset) -> None:
+    """Train task `index` alone, evaluating it along the way, then every task seen so far."""
+    task = tasks[index]
+    if len(record["phases"]) <= index:
+        record["phases"].append({"task": task, "curve": [], "after": None})
+    phase = record["phases"][index]
+    agent.switch_task(index)   # a checkpoint inside this phase (resume below) restores the state after the switch
+    # The return the model is conditioned on stays the pre-trained one: a new target would change what the
+    # frozen model does on every task, the pre-training tasks included.
+    sampler = WindowSampler([load_task_dataset(task, cfg.datasets)], agent.context, agent.state_dim, agent.reward_scale,
+                            agent.max_timestep, int(cfg.seed) * 100 + index)
+    checkpoints = np.linspace(0, int(cfg.updates), int(cfg.evals_per_task) + 1)[1:].astype(int)
+    for target in checkpoints[len(phase["curve"]):]:
+        trainer = OfflineTrainer(agent, sampler, int(target), out, f"task{index}", int(cfg.checkpoint_every),
+                                 bool(cfg.progress), run_info={"env": task_env_config(task), "sequence": tasks})
+        trainer.resume()
+        trainer.run()
+        phase["curve"].append({"update": int(target), **evaluate_task(agent, task, episodes, seed)})
+        save()
+    after = {}
+    for seen in range(index + 1):
+        agent.play_task(seen)   # only the oracle uses the task id; for the others this is the same model
+        after[tasks[seen]] = evaluate_task(agent, tasks[seen], episodes, seed)
+    agent.play_task(index)
+    phase["after"] = after
+    save()
+
+
+def continual_metrics(record: Mapping[str, Any], reference_auc: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """Continual World's metrics from a run record (forward transfer only where a reference is given)."""
+    phases = [p for p in record["phases"] if p.get("after")]
+    tasks = [p["task"] for p in phases]
+    final = phases[-1]["after"] if phases else {}
+    own_end = {p["task"]: p["after"][p["task"]]["success"] for p in phases}
+    auc = {p["task"]: float(np.mean([c["success"] for c in p["curve"]])) for p in phases}
+    metrics: dict[str, Any] = {
+        "average_success": float(np.mean([final[t]["success"] for t in tasks])) if tasks else None,
+        "forgetting": {t: own_end[t] - final[t]["success"] for t in tasks},
+        "auc": auc,
+    }
+    metrics["average_forgetting"] = float(np.mean(list(metrics["forgetting"].values()))) if tasks else None
+    if reference_auc:
+        ft = {t: (auc[t] - reference_auc[t]) / (1.0 - reference_auc[t]) if reference_auc[t] < 1.0 else auc[t] - 1.0
+              for t in tasks if t in reference_auc}
+        metrics["forward_transfer"] = ft
+        metrics["average_forward_transfer"] = float(np.mean(list(ft.values()))) if ft else None
+    for key in ("pretrain_before", "pretrain_after"):
+        if record.get(key):
+            metrics[f"{key}_success"] = float(np.mean([r["success"] for r in record[key].values()]))
+    return metrics
+
+
+def plot_sequence(record: Mapping[str, Any], path: Path) -> None:
+    """Success of every task after each phase of the sequence (the Continual World picture)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    phases = [p for p in record["phases"] if p.get("after")]
+    if not phases:
+        return
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for i, task in enumerate(record["sequence"][:len(phases)]):
+        xs = list(range(i, len(phases)))
+        ax.plot([x + 1 for x in xs], [phases[x]["after"][task]["success"] for x in xs], marker="o", label=task)
+    ax.set_xlabel("after task (phase)")
+    ax.set_ylabel("success rate")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title(f"{record['method']}: success of each task over the sequence")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
