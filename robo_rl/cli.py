@@ -26,7 +26,7 @@
   robo-rl mbtl family=<name> budget=K [seed=0] [gap=linear|linear_estimated] [launcher.address=<head>:6379]
                                          model-based transfer: which K contexts to train on (Ray jobs),
                                          and which trained policy to deploy on every context
-  robo-rl bench <name> [options]         benchmarks: throughput, learn, ros, fas, rewards, ads, mbtl
+  robo-rl bench <name> [options]         benchmarks: throughput, learn, ros, fas, rewards, ads, mbtl, l2m
                                          (robo-rl bench <name> --help lists a benchmark's options)
   robo-rl options <group>                list the choices of a config group (agent, env, reward, train, robot, family, sequence)
 

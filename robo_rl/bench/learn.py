@@ -7,12 +7,20 @@ is repeated. Each finished run writes benchmarks/results/learn/<task>__<agent>__
 can be completed over several sittings (or in parallel processes with disjoint --seeds).
 `--report` aggregates what is there: mean, IQM and 95% bootstrap CI at the final step, and one
 learning-curve PNG per task.
+
+`--cost` measures, in one process and round-robin (the fastest of `--rounds` rounds kept, as the
+throughput benchmark), each agent's training env steps/s on each task after its warm-up, and the GFLOP of
+its updates per env step (torch's FLOP counter), into cost.json. The report then gives each agent's time
+for a run of the table's length in those same conditions, and each agent's return at the other's
+wall-clock where a curve reaches that far (an agent with half the cost per step gets twice the steps).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from robo_rl.bench import FINAL_NOTE, SEEDS_NOTE, final_return, grid_parser, per_seed, results_dir, run_grid, write_summary
 
@@ -51,13 +59,79 @@ def run_one(task: str, agent: str, seed: int, steps: int, eval_every: int, episo
     }
 
 
+def cost_key(task: str, agent: str, tag: str = "") -> str:
+    return f"{task}|{agent}" + (f"|{tag}" if tag else "")
+
+
+def measure_costs(tasks: list[str], agents: list[str], overrides: list[str], tag: str, rounds: int, steps: int) -> None:
+    """Training env steps/s and GFLOP per env step of every (task, agent), round-robin in one process."""
+    import torch
+
+    from robo_rl.bench.throughput import best_entry, train_robo_rl
+    from robo_rl.logger import write_json
+
+    torch.set_num_threads(1)   # as the benchmark's runs (threads=1)
+    path = results_dir() / "learn" / "cost.json"
+    costs = json.loads(path.read_text()) if path.is_file() else {}
+    measured: dict[str, list[dict[str, Any]]] = {}
+    for round_index in range(rounds):
+        for task in tasks:
+            for agent in agents:
+                key = cost_key(task, agent, tag)
+                print(f"bench learn: cost of {key} (round {round_index + 1}/{rounds})", flush=True)
+                entry = train_robo_rl(agent, overrides, 1_000, steps, task)
+                entry["gflop_per_env_step"] = entry["flops_per_update"] * entry["updates_per_step"] / 1e9
+                measured.setdefault(key, []).append(entry)
+                costs[key] = best_entry(measured[key])
+                write_json(path, costs)
+
+
+def _value_at(curves: list[list[tuple[int, float]]], step: float) -> float | None:
+    """The mean over seeds of the curves' returns at `step` (linear between evaluations); None past their end."""
+    if not curves or step > min(c[-1][0] for c in curves):
+        return None
+    return float(np.mean([np.interp(step, [p[0] for p in c], [p[1] for p in c]) for c in curves]))
+
+
+def cost_lines(by_task: dict[str, dict[str, list]], baseline: str = "sb3_sac") -> list[str]:
+    """The cost table: GFLOP per env step, time per run in the same conditions, returns at equal wall-clock."""
+    path = results_dir() / "learn" / "cost.json"
+    if not path.is_file():
+        return []
+    costs = json.loads(path.read_text())
+    lines = ["", "Cost in the same conditions (`--cost`: training env steps/s of each agent measured in one process, "
+             "one thread, fastest of its rounds) and each agent's return at the other's wall-clock:", "",
+             "| task | agent | GFLOP per env step | env steps/s | hours per run | env steps in SB3 SAC's run time | return there | "
+             "SB3 SAC's env steps in this agent's run time | SB3 SAC's return there |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for task, groups in by_task.items():
+        for label, runs in sorted(groups.items()):
+            agent, tag, steps = runs[0]["agent"], runs[0].get("tag", ""), runs[0]["steps"]
+            cost, base = costs.get(cost_key(task, agent, tag)), costs.get(cost_key(task, baseline))
+            if cost is None:
+                continue
+            sps = cost["steps_per_second"]
+            row = f"| {task} | {label.split('@')[0]} | {cost['gflop_per_env_step']:.2f} | {sps:.0f} | {steps / sps / 3600:.2f} |"
+            base_runs = next((r for name, r in groups.items() if name.split("@")[0] == baseline), None)
+            if base is None or agent == baseline or base_runs is None:
+                lines.append(row + " - | - | - | - |")
+                continue
+            own_curves = [[(p["step"], p["mean_return"]) for p in r["curve"]] for r in runs]
+            base_curves = [[(p["step"], p["mean_return"]) for p in r["curve"]] for r in base_runs]
+            mine_in_base_time = steps * sps / base["steps_per_second"]
+            base_in_my_time = steps * base["steps_per_second"] / sps
+            here, there = _value_at(own_curves, mine_in_base_time), _value_at(base_curves, base_in_my_time)
+            lines.append(row + f" {mine_in_base_time:.0f} | {'-' if here is None else f'{here:.0f}'} | {base_in_my_time:.0f} | "
+                         f"{'beyond its runs' if there is None else f'{there:.0f}'} |")
+    return lines
+
+
 def report(steps: int) -> str:
     """Markdown table and learning-curve PNGs from the result files."""
     from robo_rl.evaluate import aggregate
     from robo_rl.report import plot_curves
 
     folder = results_dir() / "learn"
-    results = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    results = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json")) if p.name != "cost.json"]
     lines = [f"{FINAL_NOTE} {SEEDS_NOTE}", "",
              "| task | agent | seeds | final return: mean | IQM | 95% CI (IQM) | per seed | env steps |",
              "|---|---|---:|---:|---:|---|---|---:|"]
@@ -79,6 +153,7 @@ def report(steps: int) -> str:
     for task, (name, value) in REFERENCE_100K.items():
         if task in by_task:
             lines.append(f"Reference at 100k on {task}: {name} {value}.")
+    lines += cost_lines({t: {k: v for k, v in g.items() if v[0]["steps"] == steps} for t, g in by_task.items()})
     return write_summary("learn", folder, lines)
 
 
@@ -87,12 +162,21 @@ def main(args: list[str]) -> None:
     parser.add_argument("--eval-every", type=int, default=5_000)
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--tag", default="", help="name of a variant made by --override (kept apart in files and table)")
+    parser.add_argument("--cost", action="store_true", help="measure each agent's training speed and GFLOP per env step")
+    parser.add_argument("--rounds", type=int, default=3, help="--cost: rounds (the fastest is kept)")
     opts = parser.parse_args(args)
     if opts.tag and not opts.tag.replace("-", "").replace("_", "").isalnum():
         from robo_rl.config import ConfigError
 
         raise ConfigError(f"--tag: '{opts.tag}' must be letters, digits, '-' or '_'")
-    if not opts.report:
+    if opts.cost:
+        for task in opts.tasks.split(","):
+            if task not in TASKS:
+                from robo_rl.config import ConfigError
+
+                raise ConfigError(f"--tasks: unknown task '{task}' (valid: {', '.join(TASKS)})")
+        measure_costs(opts.tasks.split(","), opts.agents.split(","), opts.override, opts.tag, max(1, opts.rounds), 2_000)
+    elif not opts.report:
         run_grid("learn", opts, TASKS, lambda task, agent, seed: result_path(task, agent, seed, opts.steps, opts.tag),
                  lambda task, agent, seed: run_one(task, agent, seed, opts.steps, opts.eval_every, opts.episodes,
                                                    opts.override, opts.tag))

@@ -168,12 +168,12 @@ def agent_from_config(name: str, overrides: list[str], env: Any) -> Any:
     return agent_class(cfg.pop("_target_"))(env.observation_space, env.action_space, cfg, 0)
 
 
-def train_robo_rl(name: str, overrides: list[str], warmup: int, steps: int) -> dict[str, Any]:
-    """Env-steps/s of an agent config trained through robo-rl's loop on HalfCheetah-v5, after warm-up."""
+def train_robo_rl(name: str, overrides: list[str], warmup: int, steps: int, env_id: str = "HalfCheetah-v5") -> dict[str, Any]:
+    """Env-steps/s of an agent config trained through robo-rl's loop on a MuJoCo task, after warm-up."""
     from robo_rl.callbacks import Callback
     from robo_rl.envs import env_config, make_env
 
-    env = make_env(env_config("mujoco", "HalfCheetah-v5"), seed=0)
+    env = make_env(env_config("mujoco", env_id), seed=0)
     agent = agent_from_config(name, [f"agent.learning_starts={warmup}", *overrides] if "symphony" not in name
                               else [f"agent.explore_steps={warmup}", *overrides], env)
 
