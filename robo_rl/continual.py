@@ -123,8 +123,7 @@ def run_pretrain(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
 # --- the continual protocol ------------------------------------------------------------------
 def run_finetune(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
     from robo_rl.checkpoint import load_checkpoint
-    from robo_rl.datasets import ensure_datasets, load_task_dataset
-    from robo_rl.offline import OfflineTrainer, WindowSampler
+    from robo_rl.datasets import ensure_datasets
     from robo_rl.runs import load_agent
 
     tasks = _check_tasks(cfg.sequence.tasks, "sequence.tasks")
@@ -132,22 +131,13 @@ def run_finetune(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
     _threads(cfg)
     if cfg.method not in ("full", "lora", "l2m", "l2m_oracle"):
         raise ConfigError(f"config key 'method' must be full, lora, l2m or l2m_oracle, got '{cfg.method}'")
-    pretrained_dir = Path(str(cfg.pretrained))
-    if not (pretrained_dir / "pretrain.json").is_file():
-        raise ConfigError(f"pretrained: '{pretrained_dir}' is not a finished pre-training run (no pretrain.json)")
-    pretrained, _ = load_agent(pretrained_dir)
-    pretrain_tasks = json.loads((pretrained_dir / "pretrain.json").read_text())["tasks"]
-    overrides = {k: to_container(cfg.agent)[k] for k in FINETUNE_KEYS if k in cfg.agent}
-    try:
-        agent = pretrained.with_method(str(cfg.method), tasks, overrides)
-    except ValueError as exc:
-        raise ConfigError(f"agent: {exc}") from None
+    agent, pretrained, pretrain_tasks, previous = _starting_point(cfg, tasks, load_agent)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     state_path = out / "continual.json"
     record = json.loads(state_path.read_text()) if state_path.is_file() else {
-        "method": str(cfg.method), "sequence": tasks, "pretrain_tasks": pretrain_tasks, "seed": int(cfg.seed),
+        "method": str(cfg.method), "sequence": tasks, "previous_sequence": previous, "pretrain_tasks": pretrain_tasks, "seed": int(cfg.seed),
         "updates_per_task": int(cfg.updates), "phases": [], "pretrain_before": None, "pretrain_after": None}
     episodes, seed = int(cfg.eval_episodes), 60_000 + int(cfg.seed)
 
@@ -163,9 +153,9 @@ def run_finetune(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
         state, _ = load_checkpoint(out / "checkpoint.safetensors")
         agent.load_state_dict(state["agent"])
     for index in range(finished, len(tasks)):
-        _phase(agent, record, index, tasks, cfg, out, save, episodes, seed, OfflineTrainer, WindowSampler, load_task_dataset)
+        _phase(agent, record, index, tasks, cfg, out, save, episodes, seed)
     if record["pretrain_after"] is None:
-        agent.play_task(len(tasks) - 1)
+        agent.play_task(len(record.get("previous_sequence", [])) + len(tasks) - 1)
         record["pretrain_after"] = {t: evaluate_task(agent, t, episodes, seed) for t in pretrain_tasks}
     record["metrics"] = continual_metrics(record)
     save()
@@ -173,13 +163,47 @@ def run_finetune(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
     return record
 
 
-def _phase(agent, record, index, tasks, cfg, out, save, episodes, seed, OfflineTrainer, WindowSampler, load_task_dataset) -> None:
+def _starting_point(cfg: DictConfig, tasks: list[str], load_agent) -> tuple[Any, Any, list[str], list[str]]:
+    """The agent to fine-tune, the frozen model, the pre-training tasks and the tasks learned before.
+
+    From a pre-training run: a new agent of `method` around its transformer. From a fine-tuning run:
+    that agent as it is (its pool, counts and optimiser), learning the new tasks after its own."""
+    base_dir = Path(str(cfg.pretrained))
+    if (base_dir / "continual.json").is_file():
+        base_record = json.loads((base_dir / "continual.json").read_text())
+        if base_record.get("metrics") is None:
+            raise ConfigError(f"pretrained: '{base_dir}' is a fine-tuning run that has not finished")
+        if base_record["method"] != str(cfg.method) or cfg.method == "l2m_oracle":
+            raise ConfigError(f"pretrained: '{base_dir}' was fine-tuned with method {base_record['method']}; it continues "
+                              f"with the same method only (and not l2m_oracle, whose entries are fixed by its sequence), got {cfg.method}")
+        agent, _ = load_agent(base_dir)
+        previous = [*base_record.get("previous_sequence", []), *base_record["sequence"]]
+        agent.tasks = agent.config["tasks"] = previous + tasks
+        frozen, _ = load_agent(base_dir)
+        return agent, frozen, base_record["pretrain_tasks"], previous
+    if not (base_dir / "pretrain.json").is_file():
+        raise ConfigError(f"pretrained: '{base_dir}' is neither a finished pre-training run (pretrain.json) nor a fine-tuning run")
+    pretrained, _ = load_agent(base_dir)
+    overrides = {k: to_container(cfg.agent)[k] for k in FINETUNE_KEYS if k in cfg.agent}
+    try:
+        agent = pretrained.with_method(str(cfg.method), tasks, overrides)
+    except ValueError as exc:
+        raise ConfigError(f"agent: {exc}") from None
+    return agent, pretrained, json.loads((base_dir / "pretrain.json").read_text())["tasks"], []
+
+
+def _phase(agent: Any, record: dict[str, Any], index: int, tasks: list[str], cfg: DictConfig, out: Path, save: Any,
+           episodes: int, seed: int) -> None:
     """Train task `index` alone, evaluating it along the way, then every task seen so far."""
-    task = tasks[index]
+    from robo_rl.datasets import load_task_dataset
+    from robo_rl.offline import OfflineTrainer, WindowSampler
+
+    task, previous = tasks[index], record.get("previous_sequence", [])
     if len(record["phases"]) <= index:
         record["phases"].append({"task": task, "curve": [], "after": None})
     phase = record["phases"][index]
-    agent.switch_task(index)   # a checkpoint inside this phase (resume below) restores the state after the switch
+    # a checkpoint inside this phase (resumed below) restores the state after the switch
+    agent.switch_task(len(previous) + index)
     # The return the model is conditioned on stays the pre-trained one: a new target would change what the
     # frozen model does on every task, the pre-training tasks included.
     sampler = WindowSampler([load_task_dataset(task, cfg.datasets)], agent.context, agent.state_dim, agent.reward_scale,
@@ -193,10 +217,10 @@ def _phase(agent, record, index, tasks, cfg, out, save, episodes, seed, OfflineT
         phase["curve"].append({"update": int(target), **evaluate_task(agent, task, episodes, seed)})
         save()
     after = {}
-    for seen in range(index + 1):
+    for seen, name in enumerate([*previous, *tasks[:index + 1]]):
         agent.play_task(seen)   # only the oracle uses the task id; for the others this is the same model
-        after[tasks[seen]] = evaluate_task(agent, tasks[seen], episodes, seed)
-    agent.play_task(index)
+        after[name] = evaluate_task(agent, name, episodes, seed)
+    agent.play_task(len(previous) + index)
     phase["after"] = after
     save()
 

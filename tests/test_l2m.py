@@ -247,6 +247,15 @@ def test_pretrain_finetune_and_eval_end_to_end(minari_folder, tmp_path, cli):
     pre, _ = load_checkpoint(tmp_path / "pre" / "checkpoint.safetensors")
     fine, _ = load_checkpoint(tmp_path / "ft" / "checkpoint.safetensors")
     assert all(torch.equal(v, fine["agent"]["model"][k]) for k, v in pre["agent"]["model"].items())
+    # a fine-tuned model is fine-tuned further from its checkpoint: the same pool continues with new tasks
+    done = cli("finetune", f"pretrained={tmp_path / 'ft'}", "method=l2m", "sequence.tasks=[window-close-v3]", "updates=10",
+               "evals_per_task=1", f"out={tmp_path / 'ft2'}", *tiny, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    more = json.loads((tmp_path / "ft2" / "continual.json").read_text())
+    assert more["previous_sequence"] == ["push-v3", "reach-v3"]
+    assert set(more["phases"][0]["after"]) == {"push-v3", "reach-v3", "window-close-v3"}
+    wrong = cli("finetune", f"pretrained={tmp_path / 'ft'}", "method=full", "sequence.tasks=[window-close-v3]", f"out={tmp_path / 'x'}", *tiny)
+    assert wrong.returncode == 2 and "same method only" in wrong.stderr
     done = cli("eval", f"run={tmp_path / 'ft'}", "env=metaworld", "env.id=push-v3", "env.max_episode_steps=200", "episodes=1")
     assert done.returncode == 0 and "success" in done.stdout, done.stderr[-2000:]
     bad = cli("train", "agent=l2m")
