@@ -260,3 +260,39 @@ def test_pretrain_finetune_and_eval_end_to_end(minari_folder, tmp_path, cli):
     assert done.returncode == 0 and "success" in done.stdout, done.stderr[-2000:]
     bad = cli("train", "agent=l2m")
     assert bad.returncode == 2 and "learns from datasets" in bad.stderr
+
+
+def test_the_offline_loop_resumes_a_stopped_phase_exactly(base, tmp_path):
+    import signal
+
+    from robo_rl.offline import OfflineTrainer
+    from robo_rl.train import TrainingInterrupted
+
+    def fresh() -> tuple[L2M, WindowSampler]:
+        agent = L2M(OBS, ACT, {**TINY, "dropout": 0.1}, seed=3)
+        return agent, sampler_of(agent, synthetic_task(0), seed=5)
+
+    agent, sampler = fresh()
+    OfflineTrainer(agent, sampler, 60, tmp_path / "whole", "pretrain", checkpoint_every=25, progress=False).run()
+
+    agent, sampler = fresh()
+    stopped = OfflineTrainer(agent, sampler, 60, tmp_path / "split", "pretrain", checkpoint_every=25, progress=False)
+    draw = sampler.sample
+
+    def stop_at_update_37(batch: int):
+        if stopped.done == 37:
+            stopped._on_signal(signal.SIGTERM, None)   # what a SIGTERM does: stop after this update, with a checkpoint
+        return draw(batch)
+
+    sampler.sample = stop_at_update_37
+    with pytest.raises(TrainingInterrupted, match="update 38 of 60"):
+        stopped.run()
+    agent, sampler = fresh()
+    resumed = OfflineTrainer(agent, sampler, 60, tmp_path / "split", "pretrain", checkpoint_every=25, progress=False)
+    assert resumed.resume() and resumed.done == 38
+    resumed.run()
+    from robo_rl.checkpoint import load_checkpoint
+
+    whole, _ = load_checkpoint(tmp_path / "whole" / "checkpoint.safetensors")
+    split, _ = load_checkpoint(tmp_path / "split" / "checkpoint.safetensors")
+    assert all(torch.equal(v, split["agent"]["model"][k]) for k, v in whole["agent"]["model"].items())
