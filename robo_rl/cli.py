@@ -340,9 +340,10 @@ def cmd_finetune(args: list[str]) -> int:
     out = Path(cfg.out) if cfg.out else Path("runs") / "finetune" / str(cfg.method) / f"s{cfg.seed}"
     record = run_finetune(cfg, out)
     m = record["metrics"]
+    pretraining = (f", pre-training tasks {m['pretrain_before_success']:.2f} -> {m['pretrain_after_success']:.2f}"
+                   if "pretrain_after_success" in m else "")
     print(f"robo-rl: {cfg.method} on {cfg.sequence.name}: average success {m['average_success']:.2f}, "
-          f"average forgetting {m['average_forgetting']:.2f}, pre-training tasks {m['pretrain_before_success']:.2f} -> "
-          f"{m['pretrain_after_success']:.2f}")
+          f"average forgetting {m['average_forgetting']:.2f}{pretraining}")
     print(f"robo-rl: run folder {out}  (continual.json, success.png, checkpoint.safetensors)")
     return 0
 

@@ -27,6 +27,7 @@ from robo_rl.config import ConfigError, to_container
 from robo_rl.logger import write_json
 
 # Keys a fine-tuning run takes from its own agent config; the rest (the architecture) is the pre-trained model's.
+PRETRAIN_EVAL_SEED = 50_000   # + the run's seed: the pre-training tasks' episodes, before and after fine-tuning
 FINETUNE_KEYS = ("pool_size", "rank", "lora_scale", "pull_weight", "count_penalty", "learning_rate", "weight_decay",
                  "grad_clip", "batch_size", "dropout")
 
@@ -112,8 +113,10 @@ def run_pretrain(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
     if trainer.resume():
         print(f"robo-rl: resumed {out} at update {trainer.done}")
     losses = trainer.run()
-    results = {t: evaluate_task(agent, t, int(cfg.eval_episodes), 50_000 + int(cfg.seed)) for t in tasks}
+    eval_seed = PRETRAIN_EVAL_SEED + int(cfg.seed)
+    results = {t: evaluate_task(agent, t, int(cfg.eval_episodes), eval_seed) for t in tasks}
     summary = {"tasks": tasks, "updates": int(cfg.updates), "seed": int(cfg.seed), "evaluation": results,
+               "eval_episodes": int(cfg.eval_episodes), "eval_seed": eval_seed,
                "mean_success": float(np.mean([r["success"] for r in results.values()])),
                "target_return": agent.target_return, "loss_first_last": [losses[0], losses[-1]] if losses else None}
     write_json(summary_path, summary)
@@ -144,8 +147,9 @@ def run_finetune(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
     def save() -> None:
         write_json(state_path, record)
 
-    if record["pretrain_before"] is None:   # the frozen model, before any fine-tuning
-        record["pretrain_before"] = {t: evaluate_task(pretrained, t, episodes, seed) for t in pretrain_tasks}
+    pretrain_eval = bool(cfg.pretrain_eval)
+    if pretrain_eval and record["pretrain_before"] is None:   # the frozen model, before any fine-tuning
+        record["pretrain_before"] = _frozen_evaluation(cfg, pretrained, pretrain_tasks, episodes)
         save()
     ensure_datasets(tasks, int(cfg.episodes), cfg.datasets, int(cfg.seed), bool(cfg.progress))
     finished = len([p for p in record["phases"] if p.get("after") is not None])
@@ -154,13 +158,24 @@ def run_finetune(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
         agent.load_state_dict(state["agent"])
     for index in range(finished, len(tasks)):
         _phase(agent, record, index, tasks, cfg, out, save, episodes, seed)
-    if record["pretrain_after"] is None:
+    if pretrain_eval and record["pretrain_after"] is None:
         agent.play_task(len(record.get("previous_sequence", [])) + len(tasks) - 1)
-        record["pretrain_after"] = {t: evaluate_task(agent, t, episodes, seed) for t in pretrain_tasks}
+        record["pretrain_after"] = {t: evaluate_task(agent, t, episodes, PRETRAIN_EVAL_SEED + int(cfg.seed)) for t in pretrain_tasks}
     record["metrics"] = continual_metrics(record)
     save()
     plot_sequence(record, out / "success.png")
     return record
+
+
+def _frozen_evaluation(cfg: DictConfig, pretrained: Any, tasks: list[str], episodes: int) -> dict[str, Any]:
+    """The pre-training tasks played by the model fine-tuning starts from: the pre-training run's own
+    evaluation when it used the same episodes (same seeds), else measured now."""
+    summary = Path(str(cfg.pretrained)) / "pretrain.json"
+    if summary.is_file():
+        done = json.loads(summary.read_text())
+        if done.get("eval_episodes") == episodes and done.get("eval_seed") == PRETRAIN_EVAL_SEED + int(cfg.seed):
+            return done["evaluation"]
+    return {t: evaluate_task(pretrained, t, episodes, PRETRAIN_EVAL_SEED + int(cfg.seed)) for t in tasks}
 
 
 def _starting_point(cfg: DictConfig, tasks: list[str], load_agent) -> tuple[Any, Any, list[str], list[str]]:

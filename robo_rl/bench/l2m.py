@@ -148,5 +148,6 @@ def main(args: list[str]) -> None:
             if not opts.no_reference:
                 for task in compose(opts.finetune, "finetune").sequence.tasks:
                     run_piece("l2m", folder / f"reference__{task}__s{seed}.json", f"{task} alone, seed {seed}",
-                              lambda: finetune_piece("full", seed, opts.finetune, [task], f"reference_{task}"))
+                              lambda: finetune_piece("full", seed, [*opts.finetune, "pretrain_eval=false"], [task],
+                                                     f"reference_{task}"))
     print(report())
