@@ -182,12 +182,12 @@ def eval_run(run_dir: str | Path, episodes: int = 10, seed: int = 20_000, video:
              env_cfg: dict[str, Any] | None = None) -> dict[str, Any]:
     run_dir = Path(run_dir)
     agent, info, env = load_agent_and_env(run_dir, seed, env_cfg)
-    for space, name in ((env.observation_space, "observations"), (env.action_space, "actions")):
-        expected = agent.observation_space if name == "observations" else agent.action_space
-        if getattr(space, "shape", None) != getattr(expected, "shape", None):
+    for name, have, want in (("observations", env.observation_space, agent.observation_space),
+                             ("actions", env.action_space, agent.action_space)):
+        if have.shape != want.shape:
             env.close()
-            raise ConfigError(f"env '{(env_cfg or info['env']).get('id')}' has {name} of shape {space.shape}, "
-                              f"the policy in '{run_dir}' expects {expected.shape}")
+            raise ConfigError(f"env '{(env_cfg or info['env']).get('id')}' has {name} of shape {have.shape}, "
+                              f"the policy in '{run_dir}' expects {want.shape}")
     result = {"step": info.get("step"), "seed": seed, **evaluate(agent, env, episodes, seed=seed)}
     if run_dir.is_dir():
         # beside the training's own eval.json, which keeps its random-policy reference
@@ -198,7 +198,8 @@ def eval_run(run_dir: str | Path, episodes: int = 10, seed: int = 20_000, video:
             reference = json.loads(closing.read_text()).get("random_policy")
             if reference is not None:
                 result["random_policy"] = reference
-        write_json(run_dir / f"eval_s{seed}_{episodes}ep.json", result)
+        other_env = f"{env_cfg['id']}_" if env_cfg else ""   # played on another task than its own
+        write_json(run_dir / f"eval_{other_env}s{seed}_{episodes}ep.json", result)
         if video and info["env"].get("family") == "classic":
             print("robo-rl: no policy video for classic-control tasks (the suite renders MuJoCo scenes only)")
         elif video:
