@@ -10,6 +10,11 @@ linear in time) on held-out demos: the perceptual reward (one camera), the proce
 view, with two views, with two views but one missing at test time, zero-shot from the other tasks,
 and after one-shot adaptation to one demo of the task.
 
+Part `robustness` (robustness__<task>.json): the same signals on evaluation sets that are not the
+expert's demos (rewards/robustness.py: noisy experts, regressions, random and trained-agent rollouts,
+an occluded camera), against the simulator's true progress: rank correlations, pairwise end-state
+accuracy and exploitability, and one plot of a regression trajectory per task.
+
 Part `learn` (one file per run, learn__<task>__<reward>__s<seed>.json): SB3 SAC on the task's state,
 trained with `reward=sparse` (success only), `reward=process` (sparse + potential-based shaping) or
 `reward=perceptual`, same env steps; success rate of deterministic evaluations over training, and the
@@ -24,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from robo_rl.bench import FINAL_NOTE, SEEDS_NOTE, final_point, final_return, per_seed, results_dir, run_unit, write_summary
+from robo_rl.bench import FINAL_NOTE, SEEDS_NOTE, final_point, final_return, per_seed, results_dir, run_piece, run_unit, write_summary
 
 WORK = Path("runs") / "bench" / "rewards"
 CAMERAS = ["corner", "corner2"]
@@ -55,9 +60,9 @@ def feature_file(tasks: list[str], episodes: int, train_demos: int, steps: int) 
     return path
 
 
-def quality(task: str, tasks: list[str], episodes: int, train_demos: int, features: Path, steps: int) -> dict[str, Any]:
-    from scipy.stats import spearmanr
-
+def fit_signals(task: str, tasks: list[str], episodes: int, train_demos: int, features: Path, steps: int) -> tuple[dict[str, Any], list, list, Any]:
+    """Every learned signal of a task, fitted on its training demos: name -> function of (T+1, V, D)
+    features -> values; also the held-out demos' features and true progress, and the feature net."""
     from robo_rl.rewards.demos import load_demos, progress_labels
     from robo_rl.rewards.features import load_feature_net
     from robo_rl.rewards.perceptual import fit_perceptual_reward
@@ -73,29 +78,72 @@ def quality(task: str, tasks: list[str], episodes: int, train_demos: int, featur
     feats, labels = feats_of(task)
     train, test, truth = feats[:train_demos], feats[train_demos:], labels[train_demos:]
     goal = train[-1][-1]
-
-    def rho(values: list[np.ndarray]) -> dict[str, float]:
-        r = [float(spearmanr(v, t).correlation) for v, t in zip(values, truth)]
-        return {"mean": float(np.mean(r)), "min": float(np.min(r)), "per_demo": r}
-
-    out: dict[str, Any] = {"task": task, "train_demos": len(train), "test_demos": len(test), "process_steps": steps}
     perceptual, _ = fit_perceptual_reward([f[:, 0] for f in train])
-    out["perceptual (corner)"] = rho([perceptual(f[:, 0]) for f in test])
     single = ProcessRewardModel(train[0].shape[-1], CAMERAS[:1], seed=0)
     single.fit([f[:, :1] for f in train], steps=steps)
-    out["process, 1 view (corner)"] = rho([single.progress(f[:, :1], f[0, :1], goal[:1]) for f in test])
     multi = ProcessRewardModel(train[0].shape[-1], CAMERAS, seed=0)
     multi.fit(train, steps=steps)
-    out["process, 2 views"] = rho([multi.progress(f, f[0], goal) for f in test])
-    out["process, 2 views, corner2 missing"] = rho([multi.progress(f, f[0], goal, mask=np.array([1.0, 0.0], np.float32)) for f in test])
+    one_view = np.array([1.0, 0.0], np.float32)
+    signals: dict[str, Any] = {
+        "perceptual (corner)": lambda f: perceptual(f[:, 0]),
+        "process, 1 view (corner)": lambda f: single.progress(f[:, :1], f[0, :1], goal[:1]),
+        "process, 2 views": lambda f: multi.progress(f, f[0], goal),
+        "process, 2 views, corner2 missing": lambda f: multi.progress(f, f[0], goal, mask=one_view),
+    }
     others = [f for t in tasks if t != task for f in feats_of(t)[0][:train_demos]]
     if others:
         zero = ProcessRewardModel(train[0].shape[-1], CAMERAS, seed=0)
         zero.fit(others, steps=steps)
-        out["process, other tasks only (zero-shot)"] = rho([zero.progress(f, f[0], train[0][-1]) for f in test])
         adapted = zero.adapt(train[0], steps=steps // 4)
-        out["process, other tasks + one-shot adaptation"] = rho([adapted.progress(f, f[0], train[0][-1]) for f in test])
+        signals["process, other tasks only (zero-shot)"] = lambda f: zero.progress(f, f[0], train[0][-1])
+        signals["process, other tasks + one-shot adaptation"] = lambda f: adapted.progress(f, f[0], train[0][-1])
+    return signals, test, truth, net
+
+
+def quality(task: str, tasks: list[str], episodes: int, train_demos: int, features: Path, steps: int) -> dict[str, Any]:
+    from scipy.stats import spearmanr
+
+    signals, test, truth, _ = fit_signals(task, tasks, episodes, train_demos, features, steps)
+    out: dict[str, Any] = {"task": task, "train_demos": train_demos, "test_demos": len(test), "process_steps": steps}
+    for name, signal in signals.items():
+        r = [float(spearmanr(signal(f), t).correlation) for f, t in zip(test, truth)]
+        out[name] = {"mean": float(np.mean(r)), "min": float(np.min(r)), "per_demo": r}
     return out
+
+
+def robustness(task: str, tasks: list[str], episodes: int, train_demos: int, features: Path, steps: int,
+               set_episodes: int) -> dict[str, Any]:
+    """Every signal on the task's evaluation sets off the expert's demos (rewards/robustness.py)."""
+    from robo_rl.rewards.robustness import make_sets, occluded, score_signal
+
+    signals, test, _, net = fit_signals(task, tasks, episodes, train_demos, features, steps)
+    sets = make_sets(task, CAMERAS, 84, set_episodes, seed=3000, agents=agent_policies(task))
+    sets["regression, corner2 occluded"] = [occluded(t, CAMERAS[1]) for t in sets["regression"]]
+    feats = {name: [np.stack([net.features(t.frames[c]) for c in CAMERAS], axis=1) for t in trajs] for name, trajs in sets.items()}
+    out: dict[str, Any] = {"task": task, "sets": {n: {"trajectories": len(t), "successes": sum(x.succeeded for x in t)} for n, t in sets.items()},
+                           "signals": {}, "regression_example": {"true": sets["regression"][0].progress.tolist()}}
+    everything = [t for name, trajs in sets.items() if "occluded" not in name for t in trajs]
+    for name, signal in signals.items():
+        success_value = float(np.mean([signal(f)[-1] for f in test]))   # held-out demos end at their first success
+        per_set = {set_name: score_signal([signal(f) for f in feats[set_name]], sets[set_name], success_value) for set_name in sets}
+        per_set["all sets"] = score_signal([signal(f) for n in sets if "occluded" not in n for f in feats[n]], everything, success_value)
+        out["signals"][name] = per_set
+        out["regression_example"][name] = signal(feats["regression"][0]).tolist()
+    return out
+
+
+def agent_policies(task: str) -> dict[str, Any]:
+    """The final policies of the RL runs of part `learn` on this task that exist (rollouts of agents trained
+    with each learned reward: where they settled is what the reward let them exploit)."""
+    from robo_rl.runs import load_agent
+
+    policies = {}
+    for run in sorted((WORK / "runs").glob(f"{task}__*__s*")):
+        if (run / "checkpoint.safetensors").is_file():
+            agent, _ = load_agent(run)
+            reward, seed = run.name.split("__")[1], run.name.split("__")[2]
+            policies[f"agent {reward} {seed}"] = lambda obs, a=agent: a.act(obs, deterministic=True)
+    return policies
 
 
 def reward_file(task: str, kind: str, episodes: int, train_demos: int, features: Path, steps: int) -> Path:
@@ -170,6 +218,61 @@ def quality_plot(folder: Path) -> None:
     plt.close(fig)
 
 
+def _metric(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def robustness_lines(folder: Path) -> list[str]:
+    """The robustness table (beside the held-out-demo rho) and one regression plot per task."""
+    results = [json.loads(p.read_text()) for p in sorted(folder.glob("robustness__*.json"))]
+    if not results:
+        return []
+    lines = ["", "Off the expert's demos (`--part robustness`; rewards/robustness.py): rho with true progress over every "
+             "frame of all sets (noisy experts, regressions, random and agent rollouts), on the regression set alone, and "
+             "with corner2 occluded there; rho with time on the sets' successful trajectories; pairwise end-state accuracy "
+             "(failed below successful); exploitability (best value of a non-succeeding frame / the demos' value at success; "
+             "> 1: a policy can score more without succeeding), over agent rollouts where there are any, else over all sets.", "",
+             "| task | signal | held-out demos rho | all sets rho | regression rho | regression, corner2 occluded | rho with time (successes) | pairwise end | exploitability |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        quality_path = folder / f"quality__{r['task']}.json"
+        held = json.loads(quality_path.read_text()) if quality_path.is_file() else {}
+        agents = [n for n in r["sets"] if n.startswith("agent ")]
+        for name, per_set in r["signals"].items():
+            exploit = max((per_set[n]["exploitability"] for n in agents if per_set[n]["exploitability"] is not None), default=None) \
+                if agents else per_set["all sets"]["exploitability"]
+            lines.append(f"| {r['task']} | {name} | {_metric(held.get(name, {}).get('mean'))} | {_metric(per_set['all sets']['rho_progress'])} | "
+                         f"{_metric(per_set['regression']['rho_progress'])} | {_metric(per_set['regression, corner2 occluded']['rho_progress'])} | "
+                         f"{_metric(per_set['all sets']['rho_time_successful'])} | {_metric(per_set['all sets']['pairwise_end'])} | "
+                         f"{_metric(exploit)}{'' if agents else ' (no agents)'} |")
+        regression_plot(r, folder / f"regression__{r['task']}.png")
+    sets = results[0]["sets"]
+    lines += ["", "Sets per task: " + ", ".join(f"{n} ({v['successes']}/{v['trajectories']} succeed)" for n, v in sets.items()) + "."]
+    return lines
+
+
+def regression_plot(result: dict[str, Any], path: Path) -> None:
+    """Learned progress against true progress along one regression trajectory."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    example = result["regression_example"]
+    ax.plot(example["true"], color="k", lw=2.2, label="true progress (simulator)")
+    for name, values in example.items():
+        if name != "true":
+            ax.plot(values, lw=1, label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel("progress")
+    ax.set_title(f"{result['task']}: a regression trajectory (object put back mid-task)")
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def report() -> str:
     from robo_rl.evaluate import aggregate
     from robo_rl.report import plot_curves
@@ -183,6 +286,7 @@ def report() -> str:
             if isinstance(value, dict):
                 lines.append(f"| {q['task']} | {key} | {value['mean']:.3f} | {value['min']:.3f} |")
     quality_plot(folder)
+    lines += robustness_lines(folder)
     runs = [json.loads(p.read_text()) for p in sorted(folder.glob("learn__*.json"))]
     if runs:
         lines += ["", f"{FINAL_NOTE} {SEEDS_NOTE}", "", "Policy learning (SB3 SAC, state observations): final success rate over seeds, rollouts to 95% success, "
@@ -215,7 +319,9 @@ def report() -> str:
 def main(args: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="robo-rl bench rewards")
     parser.add_argument("--tasks", default=DEFAULT_TASKS)
-    parser.add_argument("--part", choices=("quality", "learn", "all"), default="all")
+    parser.add_argument("--part", choices=("quality", "learn", "robustness", "all"), default="all",
+                        help="all: quality and learn; robustness is run on its own")
+    parser.add_argument("--set-episodes", type=int, default=4, help="robustness: trajectories per evaluation set")
     parser.add_argument("--demos", type=int, default=15, help="expert demos recorded per task")
     parser.add_argument("--train-demos", type=int, default=10, help="demos the rewards are fitted on; the rest are held out")
     parser.add_argument("--feature-steps", type=int, default=1000)
@@ -244,6 +350,10 @@ def main(args: list[str]) -> None:
                     continue
                 print(f"bench rewards: reward quality on {task}", flush=True)
                 path.write_text(json.dumps(quality(task, tasks, opts.demos, opts.train_demos, features, opts.model_steps), indent=1) + "\n")
+        if opts.part == "robustness":   # not part of "all": it needs tasks with an articulated object
+            for task in tasks:
+                run_piece("rewards", folder / f"robustness__{task}.json", f"robustness of the learned rewards on {task}",
+                          lambda: robustness(task, tasks, opts.demos, opts.train_demos, features, opts.model_steps, opts.set_episodes))
         if opts.part in ("learn", "all"):
             for task in tasks:
                 for reward in opts.rewards.split(","):
