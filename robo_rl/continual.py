@@ -87,6 +87,9 @@ def run_pretrain(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
 
     tasks = _check_tasks(cfg.tasks, "tasks")
     _check_positive(cfg, ("updates", "episodes", "eval_episodes", "checkpoint_every", "learning_rate"))
+    agent_type = agent_class(cfg.agent._target_)
+    if not getattr(agent_type, "offline", False):
+        raise ConfigError(f"agent '{cfg.agent.get('name')}' learns online (robo-rl train); pretrain takes an offline agent (agent=l2m)")
     _threads(cfg)
     out = Path(out)
     summary_path = out / "pretrain.json"
@@ -101,7 +104,7 @@ def run_pretrain(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
     agent_cfg = {k: v for k, v in to_container(cfg.agent).items() if k != "_target_"}
     agent_cfg.update(method="pretrained", learning_rate=float(cfg.learning_rate))
     try:
-        agent = agent_class(cfg.agent._target_)(env.observation_space, env.action_space, agent_cfg, int(cfg.seed))
+        agent = agent_type(env.observation_space, env.action_space, agent_cfg, int(cfg.seed))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"agent: {exc}") from None
     env.close()
@@ -132,6 +135,10 @@ def run_finetune(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
     tasks = _check_tasks(cfg.sequence.tasks, "sequence.tasks")
     _check_positive(cfg, ("updates", "episodes", "eval_episodes", "evals_per_task", "checkpoint_every"))
     _threads(cfg)
+    from robo_rl.agents.base import agent_class
+
+    if not getattr(agent_class(cfg.agent._target_), "offline", False):
+        raise ConfigError(f"agent '{cfg.agent.get('name')}' learns online (robo-rl train); finetune takes an offline agent (agent=l2m)")
     if cfg.method not in ("full", "lora", "l2m", "l2m_oracle"):
         raise ConfigError(f"config key 'method' must be full, lora, l2m or l2m_oracle, got '{cfg.method}'")
     agent, pretrained, pretrain_tasks, previous = _starting_point(cfg, tasks, load_agent)

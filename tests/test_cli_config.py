@@ -38,6 +38,29 @@ def test_bad_input_gives_one_line_and_exit_2(bad_input_results, case):
     assert "Traceback" not in result.stderr
 
 
+OFFLINE_BAD_INPUTS = [
+    (["pretrain", "updates=lots"], "config key 'updates' expects int, got 'lots'"),
+    (["pretrain", "tasks=[fly-v3]", "out=nowhere"], "config key 'tasks': 'fly-v3' is not a Meta-World v3 task"),
+    (["pretrain", "agent=sac"], "agent 'sac' learns online (robo-rl train); pretrain takes an offline agent (agent=l2m)"),
+    (["finetune", "pretrained=nowhere", "agent=sac"], "agent 'sac' learns online (robo-rl train); finetune takes an offline agent"),
+    (["finetune", "method=l2m"], "finetune needs pretrained=<a robo-rl pretrain run folder>"),
+    (["finetune", "pretrained=nowhere", "method=magic"], "config key 'method' must be full, lora, l2m or l2m_oracle, got 'magic'"),
+    (["finetune", "pretrained=nowhere", "method=l2m"], "pretrained: 'nowhere' is neither a finished pre-training run"),
+    (["finetune", "pretrained=nowhere", "sequence=cw99"], "unknown sequence 'cw99' (valid: cw10, cw5)"),
+    (["datasets", "collect", "tasks=fly-v3"], "task 'fly-v3' is not a Meta-World v3 task"),
+    (["datasets", "collect"], "datasets collect needs tasks=<metaworld task[,task...]>"),
+    (["datasets", "show", "task=reach-v3", "root=nowhere"], "dataset 'robo_rl/metaworld-reach-expert-v0' not found under nowhere"),
+    (["eval", "run=nowhere", "env.idd=3"], "unknown config key 'env.idd'"),
+]
+
+
+def test_offline_commands_reject_bad_input(tmp_path):
+    results = run_cli_batch([args for args, _ in OFFLINE_BAD_INPUTS], cwd=tmp_path)
+    for (args, message), result in zip(OFFLINE_BAD_INPUTS, results):
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 2 and len(lines) == 1 and message in lines[0], (args, result.stderr)
+
+
 def test_other_commands_reject_bad_input(cli, tmp_path):
     assert cli("fly").returncode == 2   # one in a process of its own, as a user runs it
     fly, bench, tasks, missing, video, resume, *deploy = run_cli_batch([
@@ -45,7 +68,8 @@ def test_other_commands_reject_bad_input(cli, tmp_path):
         ["eval", f"run={tmp_path / 'missing'}", "video=maybe"], ["train", f"resume={tmp_path}"],
         ["deploy", "checkpoint=nowhere", "robot=ur5"], ["deploy", "robot.limits.velocity=fast", "checkpoint=nowhere"],
         ["deploy", "checkpoint=nowhere"]], cwd=tmp_path)
-    assert fly.returncode == 2 and fly.stderr.strip() == "robo-rl: unknown command 'fly' (valid: train, eval, deploy, fas, mbtl, bench, demos, options)"
+    assert fly.returncode == 2 and fly.stderr.strip() == ("robo-rl: unknown command 'fly' (valid: train, eval, deploy, fas, mbtl, "
+                                                          "bench, demos, datasets, pretrain, finetune, options)")
     assert bench.returncode == 2
     assert tasks.returncode == 2 and tasks.stderr.strip() == (
         "robo-rl: --tasks: unknown task 'Foo-v5' (valid: HalfCheetah-v5, Walker2d-v5, Humanoid-v5, Hopper-v5)")
