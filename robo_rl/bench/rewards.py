@@ -246,8 +246,10 @@ def robustness_lines(folder: Path) -> list[str]:
                          f"{_metric(per_set['all sets']['rho_time_successful'])} | {_metric(per_set['all sets']['pairwise_end'])} | "
                          f"{_metric(exploit)}{'' if agents else ' (no agents)'} |")
         regression_plot(r, folder / f"regression__{r['task']}.png")
-    sets = results[0]["sets"]
-    lines += ["", "Sets per task: " + ", ".join(f"{n} ({v['successes']}/{v['trajectories']} succeed)" for n, v in sets.items()) + "."]
+    lines.append("")
+    for r in results:
+        lines.append(f"Sets of {r['task']}: " + ", ".join(f"{n} ({v['successes']}/{v['trajectories']} succeed)"
+                                                    for n, v in r["sets"].items() if "occluded" not in n) + ".")
     return lines
 
 
@@ -266,7 +268,7 @@ def regression_plot(result: dict[str, Any], path: Path) -> None:
             ax.plot(values, lw=1, label=name)
     ax.set_xlabel("step")
     ax.set_ylabel("progress")
-    ax.set_title(f"{result['task']}: a regression trajectory (object put back mid-task)")
+    ax.set_title(f"{result['task']}: regression trajectory")
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
