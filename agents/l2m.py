@@ -356,9 +356,11 @@ class L2M(Agent):
         batch = {"states": torch.from_numpy(states), "returns": torch.from_numpy(returns), "rewards": torch.from_numpy(rewards),
                  "timesteps": torch.from_numpy(steps), "valid": valid}
         chosen = torch.from_numpy(tokens)
+        mods = None
         for dim in range(1 if self.model.merge_actions else self.action_dim):
             embeddings = self.model.embed(batch["states"], batch["returns"], chosen, batch["rewards"], batch["timesteps"])
-            mods, _, _ = self._layer_mods(embeddings, valid)
+            if dim == 0:   # the query reads only the state tokens: one selection per step, not one per dimension
+                mods, _, _ = self._layer_mods(embeddings, valid)
             logits = self.model.action_logits(embeddings, valid, mods)[0, -1]              # [A, bins]
             if self.model.merge_actions:
                 chosen[0, -1] = logits.argmax(-1)

@@ -52,6 +52,10 @@ def evaluate_task(agent: Any, task: str, episodes: int, seed: int) -> dict[str, 
     return {"success": float(result.get("success_rate", 0.0)), "return": float(result["mean_return"])}
 
 
+def evaluate_tasks(agent: Any, tasks: Sequence[str], episodes: int, seed: int) -> dict[str, dict[str, float]]:
+    return {t: evaluate_task(agent, t, episodes, seed) for t in tasks}
+
+
 def _check_tasks(tasks: Sequence[str], key: str) -> list[str]:
     from robo_rl.envs.factory import metaworld_tasks
 
@@ -117,7 +121,7 @@ def run_pretrain(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
         print(f"robo-rl: resumed {out} at update {trainer.done}")
     losses = trainer.run()
     eval_seed = PRETRAIN_EVAL_SEED + int(cfg.seed)
-    results = {t: evaluate_task(agent, t, int(cfg.eval_episodes), eval_seed) for t in tasks}
+    results = evaluate_tasks(agent, tasks, int(cfg.eval_episodes), eval_seed)
     summary = {"tasks": tasks, "updates": int(cfg.updates), "seed": int(cfg.seed), "evaluation": results,
                "eval_episodes": int(cfg.eval_episodes), "eval_seed": eval_seed,
                "mean_success": float(np.mean([r["success"] for r in results.values()])),
@@ -167,7 +171,7 @@ def run_finetune(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
         _phase(agent, record, index, tasks, cfg, out, save, episodes, seed)
     if pretrain_eval and record["pretrain_after"] is None:
         agent.play_task(len(record.get("previous_sequence", [])) + len(tasks) - 1)
-        record["pretrain_after"] = {t: evaluate_task(agent, t, episodes, PRETRAIN_EVAL_SEED + int(cfg.seed)) for t in pretrain_tasks}
+        record["pretrain_after"] = evaluate_tasks(agent, pretrain_tasks, episodes, PRETRAIN_EVAL_SEED + int(cfg.seed))
     record["metrics"] = continual_metrics(record)
     save()
     plot_sequence(record, out / "success.png")
@@ -182,7 +186,7 @@ def _frozen_evaluation(cfg: DictConfig, pretrained: Any, tasks: list[str], episo
         done = json.loads(summary.read_text())
         if done.get("eval_episodes") == episodes and done.get("eval_seed") == PRETRAIN_EVAL_SEED + int(cfg.seed):
             return done["evaluation"]
-    return {t: evaluate_task(pretrained, t, episodes, PRETRAIN_EVAL_SEED + int(cfg.seed)) for t in tasks}
+    return evaluate_tasks(pretrained, tasks, episodes, PRETRAIN_EVAL_SEED + int(cfg.seed))
 
 
 def _starting_point(cfg: DictConfig, tasks: list[str], load_agent) -> tuple[Any, Any, list[str], list[str]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import signal
-import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -19,7 +18,7 @@ import torch
 
 from robo_rl.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from robo_rl.logger import ProgressBar, write_json
-from robo_rl.train import TrainingInterrupted
+from robo_rl.train import TrainingInterrupted, catch_stop_signals
 
 
 class WindowSampler:
@@ -125,9 +124,7 @@ class OfflineTrainer:
 
     def run(self) -> list[float]:
         """The phase's updates; returns the loss every 50 updates (for the log)."""
-        previous = {}
-        if threading.current_thread() is threading.main_thread():
-            previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = catch_stop_signals(self._on_signal)
         bar = ProgressBar(self.updates, start=self.done, enabled=self.progress, label=self.phase, plain_every=500)
         try:
             while self.done < self.updates:

@@ -78,6 +78,14 @@ def episode_limit(env: gym.Env) -> int | None:
     return None
 
 
+def catch_stop_signals(handler: Any) -> dict[int, Any]:
+    """Route SIGINT and SIGTERM to `handler`; returns the previous handlers. Handlers can only be set
+    from the main thread; elsewhere signals keep their old meaning."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
 class Trainer:
     def __init__(
         self,
@@ -209,10 +217,7 @@ class Trainer:
               "(send it again to stop at once)", file=sys.stderr, flush=True)
 
     def _catch_stop_signals(self) -> dict[int, Any]:
-        """Handlers can only be set from the main thread; elsewhere signals keep their old meaning."""
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        return {sig: signal.signal(sig, self._on_stop_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return catch_stop_signals(self._on_stop_signal)
 
     def _stop_at_episode_end(self) -> None:
         where = "no run folder, nothing saved"
