@@ -8,7 +8,8 @@ frames and the true progress of every frame:
                  the way to where it started (a scripted perturbation of the object's joints); the expert
                  then recovers, so true progress goes down and up again
   random         uniform random actions
-  <agent>        rollouts of trained policies (for example the RL agents of `robo-rl bench rewards`)
+  <agent>        one rollout of each snapshot of a trained policy (for example the RL agents of
+                 `robo-rl bench rewards`, early and late in their training)
 True progress, from the simulator's state: 0.5 x reach + 0.5 x object, with reach = 1 - (gripper-object
 distance / its value at reset) and object = (distance of the object's joints from their reset values) /
 (the task's median of that distance at the expert's first success), each clipped to [0, 1].
@@ -134,8 +135,10 @@ def rollout(env: Any, renderer: Any, cameras: Sequence[str], policy: Callable[[n
 
 
 def make_sets(task: str, cameras: Sequence[str], size: int, episodes: int, seed: int = 0, steps: int = 200,
-              agents: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None, scale: float | None = None) -> dict[str, list[Trajectory]]:
-    """The evaluation sets of one task (see the module's docstring)."""
+              agents: Mapping[str, Sequence[Callable[[np.ndarray], np.ndarray]]] | None = None,
+              scale: float | None = None) -> dict[str, list[Trajectory]]:
+    """The evaluation sets of one task (see the module's docstring); an agent's set holds one rollout of
+    each of its policies (its snapshots along training)."""
     from robo_rl.envs.experts import expert_policy
     from robo_rl.envs.factory import env_config, make_env
     from robo_rl.envs.render import CameraRenderer
@@ -145,16 +148,17 @@ def make_sets(task: str, cameras: Sequence[str], size: int, episodes: int, seed:
     meter = ProgressMeter(scale if scale is not None else object_scale(task))
     expert, rng = expert_policy(task), np.random.default_rng(seed)
     noisy = {sigma: (lambda obs, s=sigma: expert.get_action(obs) + s * rng.standard_normal(4)) for sigma in NOISE_LEVELS}
-    policies: dict[str, tuple[Callable, bool]] = {f"noisy {s}": (p, False) for s, p in noisy.items()}
-    policies["regression"] = (expert.get_action, True)
-    policies["random"] = (lambda obs: rng.uniform(-1, 1, 4), False)
-    for name, policy in (agents or {}).items():
-        policies[name] = (policy, False)
+    # per set: the policy of each of its trajectories, and whether the object is perturbed
+    policies: dict[str, tuple[list[Callable], bool]] = {f"noisy {s}": ([p] * episodes, False) for s, p in noisy.items()}
+    policies["regression"] = ([expert.get_action] * episodes, True)
+    policies["random"] = ([lambda obs: rng.uniform(-1, 1, 4)] * episodes, False)
+    for name, snapshots in (agents or {}).items():
+        policies[name] = (list(snapshots), False)
     sets = {}
     try:
-        for offset, (name, (policy, regress)) in enumerate(policies.items()):
+        for offset, (name, (per_trajectory, regress)) in enumerate(policies.items()):
             sets[name] = [rollout(env, renderer, cameras, policy, meter, seed + 1000 * offset + i, steps, name, regress)
-                          for i in range(episodes)]
+                          for i, policy in enumerate(per_trajectory)]
     finally:
         renderer.close()
         env.close()

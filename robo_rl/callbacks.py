@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from robo_rl.checkpoint import save_checkpoint
+
 
 class Callback:
     def on_training_start(self, trainer: Any) -> None: ...
@@ -49,7 +51,8 @@ class EveryNSteps(Callback):
 
 class CheckpointCallback(Callback):
     """Save an agent snapshot (weights and optimiser state, no replay) every `every` steps, as
-    `<folder>/<prefix>_<step>.safetensors`; the loop's own resumable checkpoint is separate."""
+    `<folder>/<prefix>_<step>.safetensors`; the loop's own resumable checkpoint is separate. A snapshot
+    carries the run's metadata (its env, its config), so `robo-rl eval run=<snapshot>` plays it."""
 
     def __init__(self, every: int, folder: str | Path, prefix: str = "agent") -> None:
         self.every, self.folder, self.prefix = int(every), Path(folder), prefix
@@ -57,7 +60,9 @@ class CheckpointCallback(Callback):
 
     def on_step(self, trainer: Any) -> bool:
         if trainer.step % self.every == 0:
-            self.saved.append(trainer.agent.save(self.folder / f"{self.prefix}_{trainer.step}.safetensors"))
+            info = {"step": trainer.step, "agent": trainer.agent.describe(), **getattr(trainer, "run_info", {})}
+            self.saved.append(save_checkpoint(self.folder / f"{self.prefix}_{trainer.step}.safetensors",
+                                              {"agent": trainer.agent.state_dict()}, info))
         return True
 
 

@@ -146,7 +146,7 @@ def check_run_config(cfg: DictConfig) -> None:
     for key in ("steps", "eval_episodes", "checkpoint_every", "log_every"):
         if train[key] <= 0:
             raise ConfigError(f"config key 'train.{key}' must be > 0, got {train[key]}")
-    for key in ("eval_every", "video_steps"):
+    for key in ("eval_every", "video_steps", "snapshot_every"):
         if train[key] < 0:
             raise ConfigError(f"config key 'train.{key}' must be >= 0, got {train[key]}")
     if cfg.agent.get("learning_starts", 0) < 0:

@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from robo_rl.agents.base import Agent, agent_class
+from robo_rl.callbacks import CheckpointCallback
 from robo_rl.checkpoint import CheckpointError, load_checkpoint, read_info
 from robo_rl.config import ConfigError, check_run_config, to_container
 from robo_rl.envs.factory import check_env_config, make_env
@@ -22,6 +23,7 @@ from robo_rl.logger import write_json
 from robo_rl.train import Trainer, seed_everything
 
 CONFIG_NAME = "config.yaml"
+SNAPSHOTS = "snapshots"   # train.snapshot_every: the agent every N steps, step_<N>.safetensors
 
 
 class RandomAgent(Agent):
@@ -125,12 +127,15 @@ def train_run(cfg: DictConfig, run_dir: str | Path, resume: bool = False) -> dic
     train = cfg.train
     # A reward that is learned while training (a replay relabeler, a discount schedule) brings its callback.
     make_callback = getattr(env, "trainer_callback", None)
+    callbacks = [make_callback()] if make_callback is not None else []
+    if train.snapshot_every > 0:
+        callbacks.append(CheckpointCallback(train.snapshot_every, run_dir / SNAPSHOTS, prefix="step"))
     trainer = Trainer(
         agent, env, total_steps=train.steps, run_dir=run_dir, eval_env=eval_env,
         eval_every=train.eval_every, eval_episodes=train.eval_episodes,
         checkpoint_every=train.checkpoint_every, save_replay=train.save_replay,
         log_every=train.log_every, progress=train.progress, seed=seed,
-        callbacks=[make_callback()] if make_callback is not None else [],
+        callbacks=callbacks,
         run_info={"env": env_cfg, "config": to_container(cfg)},
     )
     if resume and trainer.resume():

@@ -1,8 +1,10 @@
 import json
 
 import pytest
+import torch
 from conftest import run_cli_batch
 
+from robo_rl.checkpoint import load_checkpoint
 from robo_rl.config import ConfigError, compose, group_options, validate_overrides
 
 BAD_INPUTS = [
@@ -14,6 +16,7 @@ BAD_INPUTS = [
     (["env.context.wind=3"], "unknown config key 'env.context.wind'"),
     (["seed=1.5"], "config key 'seed' expects int"),
     (["train.steps=-5"], "'train.steps' must be > 0, got -5"),
+    (["train.snapshot_every=-1"], "'train.snapshot_every' must be >= 0, got -1"),
     (["env=metaworld", "env.id=fly-v3"], "env.id 'fly-v3' is not a metaworld task"),
     (["-m", "seed=0,1", "agent=sb3_sac,nope"], "unknown agent 'nope'"),
     (["env.pixels.enabled=true", "train=smoke"], "SAC takes flat state observations, got shape (9, 84, 84)"),
@@ -105,7 +108,8 @@ SMOKE = ["agent=sb3_sac", "train=smoke", "agent.learning_starts=100", "env.max_e
 
 @pytest.mark.parametrize("agent", ["sb3_sac"])  # TD3 goes the same way (and runs in the resume and ADS tests)
 def test_train_then_eval_smoke(cli, tmp_path, agent):
-    result = cli("train", *SMOKE, f"agent={agent}", "train.video_steps=20", f"hydra.run.dir={tmp_path / 'run'}")
+    result = cli("train", *SMOKE, f"agent={agent}", "train.video_steps=20", "train.snapshot_every=300",
+                 f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr[-2000:]
     run = tmp_path / "run"
     for name in ("config.yaml", "checkpoint.safetensors", "eval.json", "evaluations.json", "learning_curve.png",
@@ -115,10 +119,19 @@ def test_train_then_eval_smoke(cli, tmp_path, agent):
     evaluation = json.loads((run / "eval.json").read_text())
     assert evaluation["episodes"] == 2 and "random_policy" in evaluation
     assert [e["step"] for e in json.loads((run / "evaluations.json").read_text())] == [300, 600]
-    # then, in one interpreter: `robo-rl eval`, and training into the folder again, which holds a run:
-    # refused, not silently mixed
-    result, again_train = run_cli_batch([["eval", f"run={run}", "episodes=2", "seed=7"],
-                                         ["train", *SMOKE, f"agent={agent}", f"hydra.run.dir={run}"]], cwd=tmp_path)
+    # snapshots along training: the last one is the final policy, the first one an earlier one
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == ["step_300.safetensors", "step_600.safetensors"]
+    final, early, last = (load_checkpoint(p)[0]["agent"]["policy"] for p in (run, run / "snapshots" / "step_300.safetensors",
+                                                                   run / "snapshots" / "step_600.safetensors"))
+    weights = [k for k, v in final.items() if hasattr(v, "shape") and v.ndim == 2]
+    assert weights and all(torch.equal(final[k], last[k]) for k in weights)
+    assert not all(torch.equal(final[k], early[k]) for k in weights)
+    # then, in one interpreter: `robo-rl eval` (of the run and of a snapshot), and training into the folder
+    # again, which holds a run: refused, not silently mixed
+    result, snapshot_eval, again_train = run_cli_batch(
+        [["eval", f"run={run}", "episodes=2", "seed=7"], ["eval", f"run={run / 'snapshots' / 'step_300.safetensors'}", "episodes=1"],
+         ["train", *SMOKE, f"agent={agent}", f"hydra.run.dir={run}"]], cwd=tmp_path)
+    assert snapshot_eval.returncode == 0 and "eval return" in snapshot_eval.stdout, snapshot_eval.stderr
     assert result.returncode == 0 and "eval return" in result.stdout
     again = json.loads((run / "eval_s7_2ep.json").read_text())
     assert again["episodes"] == 2 and again["seed"] == 7 and again["random_policy"] == evaluation["random_policy"]

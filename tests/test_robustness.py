@@ -10,7 +10,18 @@ from robo_rl.rewards.robustness import (Trajectory, exploitability, make_sets, o
 
 @pytest.fixture(scope="module")
 def drawer_sets():
-    return make_sets("drawer-open-v3", ["corner", "corner2"], 16, 2, seed=0, scale=object_scale("drawer-open-v3", 3))
+    from robo_rl.envs.experts import expert_policy
+
+    # an agent's "snapshots": one that holds still (early in training), then one that has learned the task
+    snapshots = [lambda obs: np.zeros(4), expert_policy("drawer-open-v3").get_action]
+    return make_sets("drawer-open-v3", ["corner", "corner2"], 16, 2, seed=0, scale=object_scale("drawer-open-v3", 3),
+                     agents={"agent late": snapshots})
+
+
+def test_an_agent_set_holds_one_rollout_per_snapshot_in_order(drawer_sets):
+    still, learned = drawer_sets["agent late"]
+    assert not still.succeeded and still.progress.max() < 0.1
+    assert learned.succeeded and still.kind == learned.kind == "agent late"
 
 
 def test_noisy_experts_fail_part_of_the_time_and_random_rollouts_never_succeed(drawer_sets):

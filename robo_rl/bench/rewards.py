@@ -112,12 +112,12 @@ def quality(task: str, tasks: list[str], episodes: int, train_demos: int, featur
 
 
 def robustness(task: str, tasks: list[str], episodes: int, train_demos: int, features: Path, steps: int,
-               set_episodes: int) -> dict[str, Any]:
+               set_episodes: int, agent_runs: list[Path]) -> dict[str, Any]:
     """Every signal on the task's evaluation sets off the expert's demos (rewards/robustness.py)."""
     from robo_rl.rewards.robustness import make_sets, occluded, score_signal
 
     signals, test, _, net = fit_signals(task, tasks, episodes, train_demos, features, steps)
-    sets = make_sets(task, CAMERAS, 84, set_episodes, seed=3000, agents=agent_policies(task))
+    sets = make_sets(task, CAMERAS, 84, set_episodes, seed=3000, agents=agent_policies(agent_runs))
     sets["regression, corner2 occluded"] = [occluded(t, CAMERAS[1]) for t in sets["regression"]]
     feats = {name: [np.stack([net.features(t.frames[c]) for c in CAMERAS], axis=1) for t in trajs] for name, trajs in sets.items()}
     out: dict[str, Any] = {"task": task, "sets": {n: {"trajectories": len(t), "successes": sum(x.succeeded for x in t)} for n, t in sets.items()},
@@ -132,17 +132,22 @@ def robustness(task: str, tasks: list[str], episodes: int, train_demos: int, fea
     return out
 
 
-def agent_policies(task: str) -> dict[str, Any]:
-    """The final policies of the RL runs of part `learn` on this task that exist (rollouts of agents trained
-    with each learned reward: where they settled is what the reward let them exploit)."""
-    from robo_rl.runs import load_agent
+def run_folder(task: str, reward: str, seed: int, steps: int) -> Path:
+    return WORK / "runs" / f"{task}__{reward}__s{seed}__{steps}"
+
+
+def agent_policies(runs: list[Path]) -> dict[str, list[Any]]:
+    """Per RL run of part `learn`, its policy at every snapshot (train.snapshot_every), in order of training:
+    rollouts of agents trained with each learned reward, early and late; where they settled is what the
+    reward let them exploit."""
+    from robo_rl.runs import SNAPSHOTS, load_agent
 
     policies = {}
-    for run in sorted((WORK / "runs").glob(f"{task}__*__s*")):
-        if (run / "checkpoint.safetensors").is_file():
-            agent, _ = load_agent(run)
-            reward, seed = run.name.split("__")[1], run.name.split("__")[2]
-            policies[f"agent {reward} {seed}"] = lambda obs, a=agent: a.act(obs, deterministic=True)
+    for run in runs:
+        snapshots = sorted((run / SNAPSHOTS).glob("step_*.safetensors"), key=lambda p: int(p.stem.split("_")[1]))
+        agents = [load_agent(p)[0] for p in snapshots or [run]]
+        reward, seed = run.name.split("__")[1], run.name.split("__")[2]
+        policies[f"agent {reward} {seed}"] = [lambda obs, a=a: a.act(obs, deterministic=True) for a in agents]
     return policies
 
 
@@ -165,11 +170,12 @@ def learn(task: str, reward: str, seed: int, steps: int, model: Path | None, ext
     from robo_rl.config import compose, to_container
     from robo_rl.runs import load_run_config, train_run
 
-    run_dir = WORK / "runs" / f"{task}__{reward}__s{seed}__{steps}"
+    run_dir = run_folder(task, reward, seed, steps)
     resume = (run_dir / "checkpoint.safetensors").exists()
     overrides = ["agent=sb3_sac", "env=metaworld", f"env.id={task}", "env.max_episode_steps=200", f"reward={reward}",
                  f"seed={seed}", f"train.steps={steps}", f"train.eval_every={min(max(steps // 10, 1000), steps)}", "train.eval_episodes=10",
-                 f"train.checkpoint_every={max(steps // 5, 1000)}", "train.video_steps=0", "agent.learning_starts=2000"]
+                 f"train.checkpoint_every={max(steps // 5, 1000)}", f"train.snapshot_every={max(steps // 5, 1000)}",
+                 "train.video_steps=0", "agent.learning_starts=2000"]
     if model is not None:
         overrides.append(f"reward.model={model.as_posix()}")  # relative: the run folder resumes in any checkout
     if reward == "process":
@@ -318,12 +324,37 @@ def report() -> str:
     return write_summary("rewards", folder, lines)
 
 
+def check_rewards(names: str) -> list[str]:
+    rewards = names.split(",")
+    for reward in rewards:
+        if reward not in REWARDS:
+            raise SystemExit(f"robo-rl: unknown reward '{reward}' (valid: {', '.join(REWARDS)})")
+    return rewards
+
+
+def agent_run(task: str, reward: str, opts: argparse.Namespace, features: Path) -> Path:
+    """The seed-0 run of part `learn` with this reward, trained (or finished) here if it is not done; its
+    result file is written if part `learn` has none yet."""
+    run_dir = run_folder(task, reward, 0, opts.steps)
+    if not (run_dir / "eval.json").is_file():
+        model = None if reward == "sparse" else reward_file(task, reward, opts.demos, opts.train_demos, features, opts.model_steps)
+        print(f"bench rewards: training the {reward}-reward agent on {task} for its rollouts", flush=True)
+        result = learn(task, reward, 0, opts.steps, model, opts.override)
+        learn_file = results_dir() / "rewards" / f"learn__{task}__{reward}__s0.json"
+        if not learn_file.exists():
+            learn_file.write_text(json.dumps(result, indent=1) + "\n")
+    return run_dir
+
+
 def main(args: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="robo-rl bench rewards")
     parser.add_argument("--tasks", default=DEFAULT_TASKS)
     parser.add_argument("--part", choices=("quality", "learn", "robustness", "all"), default="all",
                         help="all: quality and learn; robustness is run on its own")
     parser.add_argument("--set-episodes", type=int, default=4, help="robustness: trajectories per evaluation set")
+    parser.add_argument("--agents", default="perceptual,process",
+                        help="robustness: rewards whose seed-0 RL run (part learn, trained here if missing) is rolled out "
+                             "at each of its snapshots; 'none' for no agent rollouts")
     parser.add_argument("--demos", type=int, default=15, help="expert demos recorded per task")
     parser.add_argument("--train-demos", type=int, default=10, help="demos the rewards are fitted on; the rest are held out")
     parser.add_argument("--feature-steps", type=int, default=1000)
@@ -353,14 +384,14 @@ def main(args: list[str]) -> None:
                 print(f"bench rewards: reward quality on {task}", flush=True)
                 path.write_text(json.dumps(quality(task, tasks, opts.demos, opts.train_demos, features, opts.model_steps), indent=1) + "\n")
         if opts.part == "robustness":   # not part of "all": it needs tasks with an articulated object
+            agent_rewards = [] if opts.agents == "none" else check_rewards(opts.agents)
             for task in tasks:
                 run_piece("rewards", folder / f"robustness__{task}.json", f"robustness of the learned rewards on {task}",
-                          lambda: robustness(task, tasks, opts.demos, opts.train_demos, features, opts.model_steps, opts.set_episodes))
+                          lambda: robustness(task, tasks, opts.demos, opts.train_demos, features, opts.model_steps, opts.set_episodes,
+                                             [agent_run(task, reward, opts, features) for reward in agent_rewards]))
         if opts.part in ("learn", "all"):
             for task in tasks:
-                for reward in opts.rewards.split(","):
-                    if reward not in REWARDS:
-                        raise SystemExit(f"robo-rl: --rewards: unknown reward '{reward}' (valid: {', '.join(REWARDS)})")
+                for reward in check_rewards(opts.rewards):
                     model = None if reward == "sparse" else reward_file(task, reward, opts.demos, opts.train_demos, features, opts.model_steps)
                     for seed in (int(s) for s in opts.seeds.split(",")):
                         run_unit("rewards", folder / f"learn__{task}__{reward}__s{seed}.json", f"{task} {reward} seed {seed}", opts.steps,
