@@ -81,9 +81,13 @@ def record_episode(env: Any, policy: Any, seed: int, max_steps: int, rng: np.ran
 
 def collect_expert_episodes(task: str, episodes: int, seed: int = 0, max_steps: int = 500, action_noise: float = 0.0,
                             steps_after_success: int | None = 0, cameras: Sequence[str] = (), image_size: int = 84,
-                            progress: bool = True) -> list[ExpertEpisode]:
+                            progress: bool = True, keep: str = "success") -> list[ExpertEpisode]:
     """`episodes` successful expert episodes of a Meta-World task (seeds seed, seed+1, ... until that
-    many succeed; an expert that fails more than twice in three tries is refused in one line)."""
+    many succeed; an expert that fails more than twice in three tries is refused in one line). With
+    keep="failed", the episodes that never succeed instead (strong action noise makes them): near misses,
+    the negatives a learned reward is fitted against."""
+    if keep not in ("success", "failed"):
+        raise ValueError(f"keep must be 'success' or 'failed', got '{keep}'")
     from robo_rl.envs.factory import env_config, make_env
     from robo_rl.logger import ProgressBar
 
@@ -101,11 +105,12 @@ def collect_expert_episodes(task: str, episodes: int, seed: int = 0, max_steps: 
     try:
         while len(kept) < episodes:
             if attempt >= 3 * episodes + 10:
-                raise ExpertError(f"expert for '{task}' succeeded in only {len(kept)} of {attempt} episodes")
+                outcome = "succeeded" if keep == "success" else f"failed (action noise {action_noise})"
+                raise ExpertError(f"expert for '{task}' {outcome} in only {len(kept)} of {attempt} episodes")
             episode = record_episode(env, policy, seed + attempt, max_steps, rng, action_noise, steps_after_success,
                                      renderer.render if renderer is not None else None, cameras)
             attempt += 1
-            if episode.first_success >= 0:
+            if (episode.first_success >= 0) == (keep == "success"):
                 kept.append(episode)
                 bar.update(len(kept))
     finally:

@@ -60,16 +60,17 @@ class Demo:
 # --- collection -------------------------------------------------------------------------------
 def collect_demos(task: str, episodes: int, cameras: Sequence[str] = DEFAULT_CAMERAS, image_size: int = 84,
                   seed: int = 0, max_steps: int = 500, steps_after_success: int = 0, action_noise: float = 0.0,
-                  progress: bool = True) -> list[Demo]:
+                  progress: bool = True, keep: str = "success") -> list[Demo]:
     """Run the scripted expert of a Meta-World task and record states, frames from every camera, actions.
 
     An episode ends `steps_after_success` steps after the success flag first fires (or at `max_steps`).
-    Only successful episodes are kept; seeds continue until `episodes` of them are recorded.
+    Only successful episodes are kept (keep="failed": only those that never succeed, at `max_steps`);
+    seeds continue until `episodes` of them are recorded.
     """
     recorded = collect_expert_episodes(task, episodes, seed, max_steps, action_noise, steps_after_success,
-                                       list(cameras), image_size, progress)
+                                       list(cameras), image_size, progress, keep)
     return [Demo(frames=e.frames, states=e.states, actions=e.actions, rewards=e.rewards, success=e.success,
-                 meta={"seed": e.seed, "success": True, "first_success": e.first_success}) for e in recorded]
+                 meta={"seed": e.seed, "success": e.first_success >= 0, "first_success": e.first_success}) for e in recorded]
 
 
 # --- storage ----------------------------------------------------------------------------------

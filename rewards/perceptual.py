@@ -9,6 +9,9 @@
    points recursively; here dynamic programming finds the exact optimum in O(n T^2).
 3. Feature selection: for step i, frames of step i are positives, frames of all other steps negatives;
    feature j scores alpha*|mu+ - mu-| - (sigma+ + sigma-) and the top `features_per_step` are kept.
+   Optionally (ours, not the paper's), frames of failed trajectories form a failure class of progress 0,
+   its features those that separate them from the final step: hard negatives against a pose that looks
+   done but is not.
 4. Per-step classifier: independent Gaussians on the kept features; p_i(s) = exp(-mean_j z_ij(s)^2 / 2).
 5. Task reward: the expected step index under the normalised step scores, sum_i q_i(s) w_i with
    q_i = p_i / sum_k p_k and w_i = i / (n_steps - 1), in [0, 1]: later steps weigh more, so passing
@@ -107,8 +110,15 @@ class PerceptualReward:
 
 
 def fit_perceptual_reward(demo_features: Sequence[np.ndarray], n_steps: int = 5, features_per_step: int = 128,
-                          alpha: float = 1.0) -> tuple[PerceptualReward, list[list[int]]]:
-    """Segment each demo's (T, D) features, select features per step, fit the step classifiers."""
+                          alpha: float = 1.0, failures: Sequence[np.ndarray] = ()) -> tuple[PerceptualReward, list[list[int]]]:
+    """Segment each demo's (T, D) features, select features per step, fit the step classifiers.
+
+    `failures`: (T, D) features of trajectories that never succeed (near misses). They form one more class,
+    of progress 0, whose features are those that tell the failures from the demos' final step: a frame
+    that looks done on the steps' features but is like the failures on these is pulled toward 0. Only
+    adding the failures to the final step's negatives is not enough: the read-out normalises over the
+    classes, so a pose that fits no step well still goes to the least bad, the final one. The demos'
+    z-scoring and step classes are unchanged."""
     all_frames = np.concatenate(demo_features)
     mean = all_frames.mean(0)
     scale = all_frames.std(0) + 1e-6
@@ -118,8 +128,10 @@ def fit_perceptual_reward(demo_features: Sequence[np.ndarray], n_steps: int = 5,
     z = np.concatenate(normed)
     m = min(features_per_step, z.shape[1])
     selected, step_mean, step_std = [], [], []
-    for i in range(n_steps):
-        pos, neg = z[labels == i], z[labels != i]
+    classes = [(z[labels == i], z[labels != i]) for i in range(n_steps)]
+    if len(failures):
+        classes.append((np.concatenate([(f - mean) / scale for f in failures]), z[labels == n_steps - 1]))
+    for pos, neg in classes:
         if len(neg) == 0:
             neg = pos
         score = alpha * np.abs(pos.mean(0) - neg.mean(0)) - (pos.std(0) + neg.std(0))
@@ -127,6 +139,9 @@ def fit_perceptual_reward(demo_features: Sequence[np.ndarray], n_steps: int = 5,
         selected.append(keep)
         step_mean.append(pos[:, keep].mean(0))
         step_std.append(pos[:, keep].std(0) + 0.1)  # floor: a feature constant within a step would give a spike
+    weights = np.linspace(0.0, 1.0, n_steps)
+    if len(failures):
+        weights = np.append(weights, 0.0)   # the failure class: no progress
     reward = PerceptualReward(mean=mean, scale=scale, selected=np.array(selected), step_mean=np.array(step_mean),
-                              step_std=np.array(step_std), weights=np.linspace(0.0, 1.0, n_steps))
+                              step_std=np.array(step_std), weights=weights)
     return reward, splits

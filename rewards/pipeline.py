@@ -45,11 +45,13 @@ def _relative(target: Path, base: Path) -> str:
 
 
 def fit_perceptual_file(demo_file: str | Path, features: str | Path, out: str | Path, camera: str | None = None,
-                        n_steps: int = 5, features_per_step: int = 128, limit: int | None = None, image_size: int = 84) -> Path:
+                        n_steps: int = 5, features_per_step: int = 128, limit: int | None = None, image_size: int = 84,
+                        failures_file: str | Path | None = None) -> Path:
     """Perceptual reward from the frames of one camera (observation-only: actions are never read).
 
     `demo_file` may also be a folder of videos (load_video_demos); its frames are then taken to be what
-    the env camera `camera` (default 'corner') will see, resized to `image_size`.
+    the env camera `camera` (default 'corner') will see, resized to `image_size`. `failures_file`: a demo
+    file of failed attempts (`robo-rl demos collect ... keep=failed`), the final step's hard negatives.
     """
     if Path(demo_file).is_dir():
         camera = camera or "corner"
@@ -59,12 +61,19 @@ def fit_perceptual_file(demo_file: str | Path, features: str | Path, out: str | 
     camera = camera or next(iter(demos[0].frames))
     net = load_feature_net(features)
     feats = [f[:, 0] for f in demo_features(demos, net, [camera])]
-    reward, splits = fit_perceptual_reward(feats, n_steps, features_per_step)
+    failed = []
+    if failures_file is not None:
+        failures = [d.observation_only() for d in load_demos(failures_file, cameras=[camera])]
+        size, want = failures[0].frames[camera].shape[1], demos[0].frames[camera].shape[1]
+        if size != want:
+            raise DemoError(f"failures file '{failures_file}': {camera} frames are {size} px, the demos' {want} px")
+        failed = [f[:, 0] for f in demo_features(failures, net, [camera])]
+    reward, splits = fit_perceptual_reward(feats, n_steps, features_per_step, failures=failed)
     out = Path(out)
     return save_reward(out, "perceptual", reward.to_arrays(), {
         "cameras": [camera], "image_size": int(demos[0].frames[camera].shape[1]),
         "features": _relative(Path(features), out), "n_steps": n_steps, "features_per_step": features_per_step,
-        "demos": str(demo_file), "splits": splits})
+        "demos": str(demo_file), "splits": splits, "failures": None if failures_file is None else str(failures_file)})
 
 
 def fit_process_file(demo_files: Sequence[str | Path], features: str | Path, out: str | Path, cameras: Sequence[str],

@@ -10,11 +10,12 @@
   robo-rl fas run=<run dir> [intervals=1,2,4,8,16] [episodes=5] [reference=<return>]
                                          Frequency-Averaged Score: returns at slower decision rates
   robo-rl demos collect task=<metaworld task> episodes=10 out=<file.h5> [cameras=corner,corner2] [size=84] [seed=0]
+                    [noise=0] [keep=success|failed]   keep=failed with noise=2: near misses (a reward's negatives)
   robo-rl demos show file=<file.h5>      validate a demo file and summarise it
   robo-rl demos features demos=<a.h5,b.h5> out=<net.safetensors> [steps=2000]
                                          pre-train the frozen image features (time-contrastive)
   robo-rl demos fit kind=perceptual|process demos=<a.h5[,b.h5]> features=<net> out=<reward>
-                    [cameras=corner,corner2] [adapt=<new-task.h5>] [steps=1500]
+                    [cameras=corner,corner2] [adapt=<new-task.h5>] [steps=1500] [failures=<failed.h5>]
                                          fit a learned reward; use it with reward=<kind> reward.model=<reward>
   robo-rl datasets collect tasks=<task,task,...> [episodes=40] [noise=0.1] [root=<minari root>] [seed=0]
                                          Minari datasets of Meta-World's scripted experts, one per task
@@ -231,16 +232,23 @@ def cmd_demos(args: list[str]) -> int:
         from robo_rl.envs.factory import metaworld_tasks
         from robo_rl.rewards.demos import collect_demos, save_demos
 
-        opts = _key_values(args[1:], {"task": str, "episodes": int, "out": str, "cameras": str, "size": int, "seed": int, "max_steps": int})
+        opts = _key_values(args[1:], {"task": str, "episodes": int, "out": str, "cameras": str, "size": int, "seed": int,
+                                      "max_steps": int, "noise": float, "keep": str})
         if "task" not in opts or "out" not in opts:
             raise UsageError("demos collect needs task=<metaworld task> and out=<file.h5>")
         if opts["task"] not in metaworld_tasks():
             raise UsageError(f"argument 'task': '{opts['task']}' is not a Meta-World v3 task")
+        keep = str(opts.get("keep", "success"))
+        if keep not in ("success", "failed"):
+            raise UsageError(f"argument 'keep' must be success or failed, got '{keep}'")
+        if float(opts.get("noise", 0.0)) < 0:
+            raise UsageError(f"argument 'noise' must be >= 0, got {opts['noise']}")
         cameras = str(opts.get("cameras", "corner,corner2")).split(",")
         demos = collect_demos(opts["task"], int(opts.get("episodes", 10)), cameras, int(opts.get("size", 84)),
-                              int(opts.get("seed", 0)), int(opts.get("max_steps", 500)))
-        path = save_demos(opts["out"], demos, opts["task"])
-        print(f"robo-rl: {len(demos)} demos of {opts['task']} ({', '.join(cameras)}) written to {path}")
+                              int(opts.get("seed", 0)), int(opts.get("max_steps", 500)), action_noise=float(opts.get("noise", 0.0)),
+                              keep=keep)
+        path = save_demos(opts["out"], demos, opts["task"], source="metaworld-expert" if keep == "success" else "metaworld-expert-failed")
+        print(f"robo-rl: {len(demos)} {'demos' if keep == 'success' else 'failed episodes'} of {opts['task']} ({', '.join(cameras)}) written to {path}")
         return 0
     if sub == "show":
         from robo_rl.rewards.demos import load_demos
@@ -266,14 +274,17 @@ def cmd_demos(args: list[str]) -> int:
         from robo_rl.rewards.pipeline import fit_perceptual_file, fit_process_file
 
         opts = _key_values(args[1:], {"kind": str, "demos": str, "features": str, "out": str, "cameras": str,
-                                      "adapt": str, "steps": int, "n_steps": int, "seed": int})
+                                      "adapt": str, "steps": int, "n_steps": int, "seed": int, "failures": str})
         for key in ("kind", "demos", "features", "out"):
             if key not in opts:
                 raise UsageError(f"demos fit needs {key}=<value>")
         files = str(opts["demos"]).split(",")
         if opts["kind"] == "perceptual":
             camera = str(opts.get("cameras", "corner")).split(",")[0]
-            path = fit_perceptual_file(files[0], opts["features"], opts["out"], camera, int(opts.get("n_steps", 5)))
+            path = fit_perceptual_file(files[0], opts["features"], opts["out"], camera, int(opts.get("n_steps", 5)),
+                                       failures_file=opts.get("failures"))
+        elif "failures" in opts:
+            raise UsageError("argument 'failures' is for kind=perceptual (the final step's hard negatives)")
         elif opts["kind"] == "process":
             cameras = str(opts.get("cameras", "corner,corner2")).split(",")
             path = fit_process_file(files, opts["features"], opts["out"], cameras, int(opts.get("steps", 1500)),

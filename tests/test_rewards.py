@@ -146,6 +146,38 @@ def test_corrupt_demo_files_name_the_file_and_field(tmp_path, demo_file, cli):
     assert result.returncode == 2 and "garbage.h5" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_failed_attempts_are_collected_and_fitted_against_through_the_cli(tmp_path, demo_file):
+    """`demos collect keep=failed` records only episodes that never succeed; `demos fit failures=` adds
+    the failure class to the perceptual reward; bad values get one line and exit 2."""
+    from robo_rl.rewards.learned import load_reward
+
+    torch.manual_seed(0)
+    net = save_feature_net(SmallConvNet(16), tmp_path / "net.safetensors", {"steps": 0})
+    common = [f"task={TASK}", "episodes=2", "cameras=corner", "noise=2.0", "keep=failed", "max_steps=40"]
+    results = run_cli_batch([
+        ["demos", "collect", *common, "size=64", f"out={tmp_path / 'failed.h5'}"],
+        ["demos", "collect", *common, "size=32", f"out={tmp_path / 'small.h5'}"],
+        ["demos", "fit", "kind=perceptual", f"demos={demo_file}", f"features={net}", f"out={tmp_path / 'plain'}"],
+        ["demos", "fit", "kind=perceptual", f"demos={demo_file}", f"features={net}", f"out={tmp_path / 'hard'}",
+         f"failures={tmp_path / 'failed.h5'}"],
+        ["demos", "collect", f"task={TASK}", "keep=maybe", f"out={tmp_path / 'x.h5'}"],
+        ["demos", "fit", "kind=process", f"demos={demo_file}", f"features={net}", f"out={tmp_path / 'p'}", f"failures={tmp_path / 'failed.h5'}"],
+        ["demos", "fit", "kind=perceptual", f"demos={demo_file}", f"features={net}", f"out={tmp_path / 'q'}", f"failures={tmp_path / 'small.h5'}"],
+    ], cwd=tmp_path)
+    for result in results[:4]:
+        assert result.returncode == 0, result.stderr[-2000:]
+    failed = load_demos(tmp_path / "failed.h5")
+    assert len(failed) == 2 and all(not d.success.any() and d.length - 1 == 40 for d in failed)
+    (plain_info, plain, _), (hard_info, hard, _) = load_reward(tmp_path / "plain"), load_reward(tmp_path / "hard")
+    assert len(plain.weights) == 5 and len(hard.weights) == 6 and hard.weights[-1] == 0.0
+    assert plain_info["failures"] is None and hard_info["failures"].endswith("failed.h5")
+    for result, message in zip(results[4:], ["argument 'keep' must be success or failed, got 'maybe'",
+                                             "argument 'failures' is for kind=perceptual",
+                                             "corner frames are 32 px, the demos' 64 px"]):
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+
+
 def test_video_folders_load_as_observation_only_demos(tmp_path, demo_file):
     demos = load_demos(demo_file, limit=2)
     write_video_demos(tmp_path / "mp4", demos, "corner")
@@ -248,6 +280,28 @@ def test_perceptual_reward_rises_along_a_held_out_demo(demo_file, feature_net):
     assert np.mean(rhos) > 0.5, rhos
     values = reward(feats[6])
     assert values.min() >= 0 and values.max() <= 1
+
+
+def test_failure_negatives_pull_a_near_miss_down_and_keep_the_demos_order():
+    """Features of two kinds: 4 that rise with time, 4 (noisy) that switch on only once the task is done.
+    A near miss rises as far as the demos' end on the first kind and never switches the second on: fitted
+    on demos alone the reward scores it done; with failures it scores it far below the demos' end."""
+    rng = np.random.default_rng(0)
+    t = np.arange(50)[:, None]
+
+    def trajectory(rising, done):
+        return np.hstack([np.repeat(rising, 4, 1) + 0.05 * rng.standard_normal((50, 4)),
+                          np.repeat(done, 4, 1) + 0.5 * rng.standard_normal((50, 4))])
+
+    demos = [trajectory(3 * t / 50, (t >= 40).astype(float)) for _ in range(6)]
+    misses = [trajectory(np.minimum(t / 20, 1) * 2.9, 0 * t) for _ in range(4)]
+    plain, _ = fit_perceptual_reward(demos[:5], n_steps=5, features_per_step=4)
+    hardened, _ = fit_perceptual_reward(demos[:5], n_steps=5, features_per_step=4, failures=misses[:3])
+    assert plain(misses[3])[-10:].mean() > 0.9                  # exploitable: a near miss looks done
+    assert hardened(misses[3])[-10:].mean() < 0.6
+    assert hardened(demos[5])[-5:].mean() > 0.8                  # the demos' end still scores high
+    assert spearmanr(hardened(demos[5]), t[:, 0]).correlation > 0.95
+    assert len(hardened.weights) == 6 and hardened.weights[-1] == 0.0
 
 
 # --- process reward model ---------------------------------------------------------------------------
