@@ -419,6 +419,7 @@ def test_bench_rewards_quick_writes_results_and_skips_done(cli, tmp_path):
     quality = json.loads((folder / "quality__reach-v3.json").read_text())
     signal = quality["process, 2 views"]
     assert len(signal["per_demo"]) == 1 and signal["mean"] == pytest.approx(np.mean(signal["per_demo"]))
+    assert np.isfinite(quality["perceptual (corner), failure negatives"]["mean"])   # fitted against 2 failed attempts
     summary = (folder / "summary.md").read_text()
     for reward in ("sparse", "process"):
         run = json.loads((folder / f"learn__reach-v3__{reward}__s0.json").read_text())

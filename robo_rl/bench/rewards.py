@@ -6,9 +6,10 @@ and the fitted reward files.
 
 Part `quality` (one file per task, benchmarks/results/rewards/quality__<task>.json): Spearman rank
 correlation between each learned signal and true progress (0 at the start, 1 at first success,
-linear in time) on held-out demos: the perceptual reward (one camera), the process model with one
-view, with two views, with two views but one missing at test time, zero-shot from the other tasks,
-and after one-shot adaptation to one demo of the task.
+linear in time) on held-out demos: the perceptual reward (one camera), the same with its failure class
+fitted against the expert's failed attempts under strong action noise (as many as the fitting demos,
+seeds of their own), the process model with one view, with two views, with two views but one missing
+at test time, zero-shot from the other tasks, and after one-shot adaptation to one demo of the task.
 
 Part `robustness` (robustness__<task>.json): the same signals on evaluation sets that are not the
 expert's demos (rewards/robustness.py: noisy experts, regressions, random and trained-agent rollouts,
@@ -16,8 +17,8 @@ an occluded camera), against the simulator's true progress: rank correlations, p
 accuracy and exploitability, and one plot of a regression trajectory per task.
 
 Part `learn` (one file per run, learn__<task>__<reward>__s<seed>.json): SB3 SAC on the task's state,
-trained with `reward=sparse` (success only), `reward=process` (sparse + potential-based shaping) or
-`reward=perceptual`, same env steps; success rate of deterministic evaluations over training, and the
+trained with `reward=sparse` (success only), `reward=process` (sparse + potential-based shaping),
+`reward=perceptual` or the perceptual reward with failure negatives (arm `perceptual_failures`), same env steps; success rate of deterministic evaluations over training, and the
 number of training rollouts before the first evaluation at >= 95% success.
 """
 from __future__ import annotations
@@ -34,7 +35,11 @@ from robo_rl.bench import FINAL_NOTE, SEEDS_NOTE, final_point, final_return, per
 WORK = Path("runs") / "bench" / "rewards"
 CAMERAS = ["corner", "corner2"]
 DEFAULT_TASKS = "drawer-open-v3,button-press-topdown-v3,door-open-v3"
-REWARDS = ("sparse", "process", "perceptual")
+REWARDS = ("sparse", "process", "perceptual", "perceptual_failures")
+# perceptual_failures: the perceptual reward with its failure class, fitted against the expert's failed
+# attempts under strong action noise (other seeds than the robustness sets'); trained as reward=perceptual.
+REWARD_CONFIG = {"perceptual_failures": "perceptual"}
+FAILURE_NOISE, FAILURE_SEED = 2.0, 5000   # as many failed attempts are recorded as demos are fitted
 
 
 def demo_file(task: str, episodes: int) -> Path:
@@ -44,6 +49,18 @@ def demo_file(task: str, episodes: int) -> Path:
     if not path.exists():
         print(f"bench rewards: recording {episodes} expert demos of {task}", flush=True)
         save_demos(path, collect_demos(task, episodes, CAMERAS, 84, seed=1000), task)
+    return path
+
+
+def failures_file(task: str, episodes: int) -> Path:
+    """The expert's failed attempts under strong action noise: the perceptual reward's hard negatives."""
+    from robo_rl.rewards.demos import collect_demos, save_demos
+
+    path = WORK / "failures" / f"{task}__{episodes}.h5"
+    if not path.exists():
+        print(f"bench rewards: recording {episodes} failed attempts of {task} (action noise {FAILURE_NOISE})", flush=True)
+        save_demos(path, collect_demos(task, episodes, CAMERAS, 84, seed=FAILURE_SEED, max_steps=200,
+                                       action_noise=FAILURE_NOISE, keep="failed"), task, source="metaworld-expert-failed")
     return path
 
 
@@ -79,6 +96,8 @@ def fit_signals(task: str, tasks: list[str], episodes: int, train_demos: int, fe
     train, test, truth = feats[:train_demos], feats[train_demos:], labels[train_demos:]
     goal = train[-1][-1]
     perceptual, _ = fit_perceptual_reward([f[:, 0] for f in train])
+    failed = demo_features([d.observation_only() for d in load_demos(failures_file(task, train_demos))], net, CAMERAS[:1])
+    hardened, _ = fit_perceptual_reward([f[:, 0] for f in train], failures=[f[:, 0] for f in failed])
     single = ProcessRewardModel(train[0].shape[-1], CAMERAS[:1], seed=0)
     single.fit([f[:, :1] for f in train], steps=steps)
     multi = ProcessRewardModel(train[0].shape[-1], CAMERAS, seed=0)
@@ -86,6 +105,7 @@ def fit_signals(task: str, tasks: list[str], episodes: int, train_demos: int, fe
     one_view = np.array([1.0, 0.0], np.float32)
     signals: dict[str, Any] = {
         "perceptual (corner)": lambda f: perceptual(f[:, 0]),
+        "perceptual (corner), failure negatives": lambda f: hardened(f[:, 0]),
         "process, 1 view (corner)": lambda f: single.progress(f[:, :1], f[0, :1], goal[:1]),
         "process, 2 views": lambda f: multi.progress(f, f[0], goal),
         "process, 2 views, corner2 missing": lambda f: multi.progress(f, f[0], goal, mask=one_view),
@@ -160,7 +180,8 @@ def reward_file(task: str, kind: str, episodes: int, train_demos: int, features:
         if kind == "process":
             fit_process_file([demos], features, path, CAMERAS, steps=steps, limit=train_demos)
         else:
-            fit_perceptual_file(demos, features, path, CAMERAS[0], limit=train_demos)
+            failures = failures_file(task, train_demos) if kind == "perceptual_failures" else None
+            fit_perceptual_file(demos, features, path, CAMERAS[0], limit=train_demos, failures_file=failures)
     return path
 
 
@@ -172,7 +193,7 @@ def learn(task: str, reward: str, seed: int, steps: int, model: Path | None, ext
 
     run_dir = run_folder(task, reward, seed, steps)
     resume = (run_dir / "checkpoint.safetensors").exists()
-    overrides = ["agent=sb3_sac", "env=metaworld", f"env.id={task}", "env.max_episode_steps=200", f"reward={reward}",
+    overrides = ["agent=sb3_sac", "env=metaworld", f"env.id={task}", "env.max_episode_steps=200", f"reward={REWARD_CONFIG.get(reward, reward)}",
                  f"seed={seed}", f"train.steps={steps}", f"train.eval_every={min(max(steps // 10, 1000), steps)}", "train.eval_episodes=10",
                  f"train.checkpoint_every={max(steps // 5, 1000)}", f"train.snapshot_every={max(steps // 5, 1000)}",
                  "train.video_steps=0", "agent.learning_starts=2000"]
@@ -352,14 +373,14 @@ def main(args: list[str]) -> None:
     parser.add_argument("--part", choices=("quality", "learn", "robustness", "all"), default="all",
                         help="all: quality and learn; robustness is run on its own")
     parser.add_argument("--set-episodes", type=int, default=4, help="robustness: trajectories per evaluation set")
-    parser.add_argument("--agents", default="perceptual,process",
+    parser.add_argument("--agents", default="perceptual,perceptual_failures,process",
                         help="robustness: rewards whose seed-0 RL run (part learn, trained here if missing) is rolled out "
                              "at each of its snapshots; 'none' for no agent rollouts")
     parser.add_argument("--demos", type=int, default=15, help="expert demos recorded per task")
     parser.add_argument("--train-demos", type=int, default=10, help="demos the rewards are fitted on; the rest are held out")
     parser.add_argument("--feature-steps", type=int, default=1000)
     parser.add_argument("--model-steps", type=int, default=1500)
-    parser.add_argument("--rewards", default=",".join(REWARDS))
+    parser.add_argument("--rewards", default="sparse,process,perceptual", help=f"part learn: the arms (valid: {', '.join(REWARDS)})")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--steps", type=int, default=30_000)
     parser.add_argument("--override", action="append", default=[])
