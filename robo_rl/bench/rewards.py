@@ -373,7 +373,7 @@ def main(args: list[str]) -> None:
     parser.add_argument("--part", choices=("quality", "learn", "robustness", "all"), default="all",
                         help="all: quality and learn; robustness is run on its own")
     parser.add_argument("--set-episodes", type=int, default=4, help="robustness: trajectories per evaluation set")
-    parser.add_argument("--agents", default="perceptual,perceptual_failures,process",
+    parser.add_argument("--agents", default="perceptual,perceptual_failures",
                         help="robustness: rewards whose seed-0 RL run (part learn, trained here if missing) is rolled out "
                              "at each of its snapshots; 'none' for no agent rollouts")
     parser.add_argument("--demos", type=int, default=15, help="expert demos recorded per task")
