@@ -5,7 +5,8 @@ Per seed: one `robo-rl pretrain` run (configs/pretrain.yaml, the 8 pre-training 
 and each task of the sequence is also fine-tuned alone from it (full fine-tuning: the reference AUC of
 forward transfer). Every finished piece is its own result file under benchmarks/results/l2m/
 (pretrain__s<seed>.json, <method>__s<seed>.json, reference__<task>__s<seed>.json); a rerun skips them, and an
-interrupted piece continues from its run folder (runs/bench/l2m/). The report gives Continual World's
+interrupted piece continues from its run folder (runs/bench/l2m/). The pre-trained models are kept beside the
+results (models/pretrain_s<seed>/), so the pieces of a seed all start from one model wherever they run. The report gives Continual World's
 metrics per method (IQM and 95% CI over seeds, per-seed values with fewer than 5) and a plot of each task's
 success over the sequence, mean over seeds, one panel per method.
 """
@@ -33,12 +34,18 @@ def _folder() -> Path:
     return folder
 
 
+def pretrained_model(seed: int) -> Path:
+    """Seed's pre-trained model, kept with the results (about 2.3 MB): every piece of the seed fine-tunes
+    this one model, also when the benchmark is continued on another machine."""
+    return _folder() / "models" / f"pretrain_s{seed}"
+
+
 def pretrain_piece(seed: int, overrides: list[str]) -> dict[str, Any]:
     from robo_rl.config import compose
     from robo_rl.continual import run_pretrain
 
     cfg = compose([f"seed={seed}", "progress=false", "threads=1", *overrides], "pretrain")
-    return {**run_pretrain(cfg, Path("runs") / "bench" / "l2m" / f"pretrain_s{seed}"), "overrides": overrides}
+    return {**run_pretrain(cfg, pretrained_model(seed)), "overrides": overrides}
 
 
 def finetune_piece(method: str, seed: int, overrides: list[str], tasks: list[str] | None = None,
@@ -46,7 +53,7 @@ def finetune_piece(method: str, seed: int, overrides: list[str], tasks: list[str
     from robo_rl.config import compose
     from robo_rl.continual import run_finetune
 
-    args = [f"method={method}", f"seed={seed}", f"pretrained={Path('runs') / 'bench' / 'l2m' / f'pretrain_s{seed}'}",
+    args = [f"method={method}", f"seed={seed}", f"pretrained={pretrained_model(seed)}",
             "progress=false", "threads=1", *overrides]
     if tasks is not None:
         args.append(f"sequence.tasks=[{','.join(tasks)}]")
