@@ -55,6 +55,9 @@ def _call(fn: Callable[..., dict[str, Any]], kwargs: dict[str, Any], result_path
     return result
 
 
+STARTS = 3   # tries at starting a local Ray (see ray_init)
+
+
 def ray_init(launcher: Mapping[str, Any] | None = None) -> None:
     """Start (or join) Ray once per process. Workers run at normal priority: Ray's default niceness
     of 15 leaves a job a few percent of a core next to any other busy process."""
@@ -69,9 +72,17 @@ def ray_init(launcher: Mapping[str, Any] | None = None) -> None:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     else:
         # "local": a new instance of our own, even where another program's Ray runs on this machine
-        # (without it, ray.init joins the newest cluster it finds there)
-        ray.init(address="local", num_cpus=int(launcher.get("workers") or os.cpu_count() or 1),
-                 include_dashboard=False, log_to_driver=False)
+        # (without it, ray.init joins the newest cluster it finds there). Ray gives its raylet a fixed
+        # 30 s to register; on a machine busy with other work that can pass, so the start is tried again.
+        for attempt in range(STARTS):
+            try:
+                ray.init(address="local", num_cpus=int(launcher.get("workers") or os.cpu_count() or 1),
+                         include_dashboard=False, log_to_driver=False)
+                return
+            except Exception as exc:  # Ray raises a bare Exception for this
+                if "timed out during startup" not in str(exc) or attempt == STARTS - 1:
+                    raise
+                ray.shutdown()
 
 
 def run_jobs(jobs: Sequence[Job], launcher: Mapping[str, Any] | None = None, retries: int | None = None,
