@@ -52,15 +52,22 @@ def demo_file(task: str, episodes: int) -> Path:
     return path
 
 
-def failures_file(task: str, episodes: int) -> Path:
-    """The expert's failed attempts under strong action noise: the perceptual reward's hard negatives."""
+def failures_file(task: str, episodes: int) -> Path | None:
+    """The expert's failed attempts under strong action noise: the perceptual reward's hard negatives
+    (None where the noisy expert still succeeds too often to give that many: button-press-topdown)."""
+    from robo_rl.envs.experts import ExpertError
     from robo_rl.rewards.demos import collect_demos, save_demos
 
     path = WORK / "failures" / f"{task}__{episodes}.h5"
     if not path.exists():
         print(f"bench rewards: recording {episodes} failed attempts of {task} (action noise {FAILURE_NOISE})", flush=True)
-        save_demos(path, collect_demos(task, episodes, CAMERAS, 84, seed=FAILURE_SEED, max_steps=200,
-                                       action_noise=FAILURE_NOISE, keep="failed"), task, source="metaworld-expert-failed")
+        try:
+            failed = collect_demos(task, episodes, CAMERAS, 84, seed=FAILURE_SEED, max_steps=200,
+                                   action_noise=FAILURE_NOISE, keep="failed")
+        except ExpertError as exc:
+            print(f"bench rewards: no failure negatives on {task}: {exc}", flush=True)
+            return None
+        save_demos(path, failed, task, source="metaworld-expert-failed")
     return path
 
 
@@ -96,8 +103,6 @@ def fit_signals(task: str, tasks: list[str], episodes: int, train_demos: int, fe
     train, test, truth = feats[:train_demos], feats[train_demos:], labels[train_demos:]
     goal = train[-1][-1]
     perceptual, _ = fit_perceptual_reward([f[:, 0] for f in train])
-    failed = demo_features([d.observation_only() for d in load_demos(failures_file(task, train_demos))], net, CAMERAS[:1])
-    hardened, _ = fit_perceptual_reward([f[:, 0] for f in train], failures=[f[:, 0] for f in failed])
     single = ProcessRewardModel(train[0].shape[-1], CAMERAS[:1], seed=0)
     single.fit([f[:, :1] for f in train], steps=steps)
     multi = ProcessRewardModel(train[0].shape[-1], CAMERAS, seed=0)
@@ -105,11 +110,15 @@ def fit_signals(task: str, tasks: list[str], episodes: int, train_demos: int, fe
     one_view = np.array([1.0, 0.0], np.float32)
     signals: dict[str, Any] = {
         "perceptual (corner)": lambda f: perceptual(f[:, 0]),
-        "perceptual (corner), failure negatives": lambda f: hardened(f[:, 0]),
         "process, 1 view (corner)": lambda f: single.progress(f[:, :1], f[0, :1], goal[:1]),
         "process, 2 views": lambda f: multi.progress(f, f[0], goal),
         "process, 2 views, corner2 missing": lambda f: multi.progress(f, f[0], goal, mask=one_view),
     }
+    failures = failures_file(task, train_demos)
+    if failures is not None:
+        failed = demo_features([d.observation_only() for d in load_demos(failures)], net, CAMERAS[:1])
+        hardened, _ = fit_perceptual_reward([f[:, 0] for f in train], failures=[f[:, 0] for f in failed])
+        signals["perceptual (corner), failure negatives"] = lambda f: hardened(f[:, 0])
     others = [f for t in tasks if t != task for f in feats_of(t)[0][:train_demos]]
     if others:
         zero = ProcessRewardModel(train[0].shape[-1], CAMERAS, seed=0)
@@ -181,6 +190,8 @@ def reward_file(task: str, kind: str, episodes: int, train_demos: int, features:
             fit_process_file([demos], features, path, CAMERAS, steps=steps, limit=train_demos)
         else:
             failures = failures_file(task, train_demos) if kind == "perceptual_failures" else None
+            if kind == "perceptual_failures" and failures is None:
+                raise SystemExit(f"robo-rl: no perceptual_failures arm on {task}: the noisy expert does not fail often enough")
             fit_perceptual_file(demos, features, path, CAMERAS[0], limit=train_demos, failures_file=failures)
     return path
 
