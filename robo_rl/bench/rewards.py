@@ -18,8 +18,9 @@ accuracy and exploitability, and one plot of a regression trajectory per task.
 
 Part `learn` (one file per run, learn__<task>__<reward>__s<seed>.json): SB3 SAC on the task's state,
 trained with `reward=sparse` (success only), `reward=process` (sparse + potential-based shaping),
-`reward=perceptual` or the perceptual reward with failure negatives (arm `perceptual_failures`), same env steps; success rate of deterministic evaluations over training, and the
-number of training rollouts before the first evaluation at >= 95% success.
+`reward=perceptual` or the perceptual reward with failure negatives (arm `perceptual_failures`), same
+env steps; success rate of deterministic evaluations over training, and the number of training rollouts
+before the first evaluation at >= 95% success.
 """
 from __future__ import annotations
 
