@@ -189,9 +189,11 @@ def reward_file(task: str, kind: str, episodes: int, train_demos: int, features:
         demos = demo_file(task, episodes)
         if kind == "process":
             fit_process_file([demos], features, path, CAMERAS, steps=steps, limit=train_demos)
-        else:
-            failures = failures_file(task, train_demos) if kind == "perceptual_failures" else None
-            if kind == "perceptual_failures" and failures is None:
+        elif kind == "perceptual":
+            fit_perceptual_file(demos, features, path, CAMERAS[0], limit=train_demos)
+        else:   # perceptual_failures
+            failures = failures_file(task, train_demos)
+            if failures is None:
                 raise SystemExit(f"robo-rl: no perceptual_failures arm on {task}: the noisy expert does not fail often enough")
             fit_perceptual_file(demos, features, path, CAMERAS[0], limit=train_demos, failures_file=failures)
     return path
