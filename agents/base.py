@@ -159,8 +159,9 @@ class Agent(abc.ABC):
             "action_space": space_to_json(self.action_space),
         }
 
-    def save(self, path: str | Path) -> Path:
-        return save_checkpoint(path, {"agent": self.state_dict()}, {"agent": self.describe()})
+    def save(self, path: str | Path, info: Mapping[str, Any] | None = None) -> Path:
+        """The agent alone (no replay, no loop state); `info`: more metadata (a run's env, its step)."""
+        return save_checkpoint(path, {"agent": self.state_dict()}, {**(info or {}), "agent": self.describe()})
 
     @classmethod
     def load(cls, path: str | Path) -> "Agent":

@@ -7,8 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from robo_rl.checkpoint import save_checkpoint
-
 
 class Callback:
     def on_training_start(self, trainer: Any) -> None: ...
@@ -60,9 +58,8 @@ class CheckpointCallback(Callback):
 
     def on_step(self, trainer: Any) -> bool:
         if trainer.step % self.every == 0:
-            info = {"step": trainer.step, "agent": trainer.agent.describe(), **getattr(trainer, "run_info", {})}
-            self.saved.append(save_checkpoint(self.folder / f"{self.prefix}_{trainer.step}.safetensors",
-                                              {"agent": trainer.agent.state_dict()}, info))
+            info = {"step": trainer.step, **getattr(trainer, "run_info", {})}
+            self.saved.append(trainer.agent.save(self.folder / f"{self.prefix}_{trainer.step}.safetensors", info))
         return True
 
 
