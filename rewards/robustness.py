@@ -141,10 +141,8 @@ def make_sets(task: str, cameras: Sequence[str], size: int, episodes: int, seed:
     each of its policies (its snapshots along training)."""
     from robo_rl.envs.experts import expert_policy
     from robo_rl.envs.factory import env_config, make_env
-    from robo_rl.envs.render import CameraRenderer
 
     env = make_env(env_config("metaworld", task, max_episode_steps=steps), seed=seed)
-    renderer = CameraRenderer(env, list(cameras), size)
     meter = ProgressMeter(scale if scale is not None else object_scale(task))
     expert, rng = expert_policy(task), np.random.default_rng(seed)
     noisy = {sigma: (lambda obs, s=sigma: expert.get_action(obs) + s * rng.standard_normal(4)) for sigma in NOISE_LEVELS}
@@ -154,6 +152,15 @@ def make_sets(task: str, cameras: Sequence[str], size: int, episodes: int, seed:
     policies["random"] = ([lambda obs: rng.uniform(-1, 1, 4)] * episodes, False)
     for name, snapshots in (agents or {}).items():
         policies[name] = (list(snapshots), False)
+    return _play(env, cameras, size, policies, meter, seed, steps)
+
+
+def _play(env: Any, cameras: Sequence[str], size: int, policies: Mapping[str, tuple[Sequence[Callable], bool]],
+          meter: "ProgressMeter", seed: int, steps: int) -> dict[str, list[Trajectory]]:
+    """One trajectory per listed policy, set after set (set k's trajectory i plays seed + 1000 k + i); closes env."""
+    from robo_rl.envs.render import CameraRenderer
+
+    renderer = CameraRenderer(env, list(cameras), size)
     sets = {}
     try:
         for offset, (name, (per_trajectory, regress)) in enumerate(policies.items()):
@@ -163,6 +170,18 @@ def make_sets(task: str, cameras: Sequence[str], size: int, episodes: int, seed:
         renderer.close()
         env.close()
     return sets
+
+
+def failed_rollouts(task: str, cameras: Sequence[str], size: int, policies: Sequence[Callable[[np.ndarray], np.ndarray]],
+                    seed: int, steps: int = 200) -> list[Trajectory]:
+    """One rollout of each policy (seeds seed, seed+1, ...), keeping those that never succeed: a trained
+    agent's failed attempts, the hard negatives of a learned reward's next fit (their frames are what
+    counts; true progress is measured in an unnormalised unit)."""
+    from robo_rl.envs.factory import env_config, make_env
+
+    env = make_env(env_config("metaworld", task, max_episode_steps=steps), seed=seed)
+    played = _play(env, cameras, size, {"agent": (list(policies), False)}, ProgressMeter(1.0), seed, steps)["agent"]
+    return [t for t in played if not t.succeeded]
 
 
 def occluded(trajectory: Trajectory, camera: str) -> Trajectory:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robo_rl.rewards.robustness import (Trajectory, exploitability, make_sets, object_scale, occluded, pairwise_end_accuracy,
+from robo_rl.rewards.robustness import (Trajectory, exploitability, failed_rollouts, make_sets, object_scale, occluded, pairwise_end_accuracy,
                                         rank_correlation, score_signal, time_order)
 
 
@@ -43,6 +43,16 @@ def test_a_regression_trajectory_goes_down_and_up_again(drawer_sets):
         assert t.progress[at + 1:].min() < t.progress[at] - 0.2      # then lost it
         assert t.progress[at + 1:].max() > t.progress[at]            # and got it back
         assert t.succeeded
+
+
+def test_failed_rollouts_keep_only_the_attempts_that_never_succeed():
+    from robo_rl.envs.experts import expert_policy
+
+    still, expert = (lambda obs: np.zeros(4)), expert_policy("drawer-open-v3").get_action
+    kept = failed_rollouts("drawer-open-v3", ["corner", "corner2"], 16, [expert, still, still], seed=7)
+    assert [t.seed for t in kept] == [8, 9]            # the expert's rollout (seed 7) succeeded and is dropped
+    assert all(not t.success.any() for t in kept)
+    assert kept[0].frames["corner"].shape == (201, 16, 16, 3) and set(kept[0].frames) == {"corner", "corner2"}
 
 
 def test_an_occluded_view_is_constant_and_the_other_view_is_unchanged(drawer_sets):

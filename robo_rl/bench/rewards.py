@@ -18,8 +18,9 @@ accuracy and exploitability, and one plot of a regression trajectory per task.
 
 Part `learn` (one file per run, learn__<task>__<reward>__s<seed>.json): SB3 SAC on the task's state,
 trained with `reward=sparse` (success only), `reward=process` (sparse + potential-based shaping),
-`reward=perceptual` or the perceptual reward with failure negatives (arm `perceptual_failures`), same
-env steps; success rate of deterministic evaluations over training, and the number of training rollouts
+`reward=perceptual` or the perceptual reward with failure negatives (arm `perceptual_failures`: the
+noisy expert's failed attempts; arm `perceptual_agent_negatives`: the failed rollouts of the seed-0
+perceptual-reward agent, a second round against the pose the first reward let it settle in), same env steps; success rate of deterministic evaluations over training, and the number of training rollouts
 before the first evaluation at >= 95% success.
 """
 from __future__ import annotations
@@ -36,11 +37,14 @@ from robo_rl.bench import FINAL_NOTE, SEEDS_NOTE, final_point, final_return, per
 WORK = Path("runs") / "bench" / "rewards"
 CAMERAS = ["corner", "corner2"]
 DEFAULT_TASKS = "drawer-open-v3,button-press-topdown-v3,door-open-v3"
-REWARDS = ("sparse", "process", "perceptual", "perceptual_failures")
+REWARDS = ("sparse", "process", "perceptual", "perceptual_failures", "perceptual_agent_negatives")
 # perceptual_failures: the perceptual reward with its failure class, fitted against the expert's failed
-# attempts under strong action noise (other seeds than the robustness sets'); trained as reward=perceptual.
-REWARD_CONFIG = {"perceptual_failures": "perceptual"}
+# attempts under strong action noise (other seeds than the robustness sets'). perceptual_agent_negatives:
+# the same class fitted against the failed rollouts of the seed-0 perceptual-reward agent (round 2: the
+# poses the first reward let an agent exploit). Both are trained as reward=perceptual.
+REWARD_CONFIG = {"perceptual_failures": "perceptual", "perceptual_agent_negatives": "perceptual"}
 FAILURE_NOISE, FAILURE_SEED = 2.0, 5000   # as many failed attempts are recorded as demos are fitted
+AGENT_NEGATIVE_SEED = 7000                # the round-1 agent's negatives; the robustness sets play seeds 3000+
 
 
 def demo_file(task: str, episodes: int) -> Path:
@@ -72,6 +76,26 @@ def failures_file(task: str, episodes: int) -> Path | None:
     return path
 
 
+def agent_negatives_file(task: str, opts: argparse.Namespace, features: Path) -> Path:
+    """Round 2 of the perceptual reward: the seed-0 perceptual-reward agent (trained here if missing)
+    plays each of its snapshots on seeds of its own, as many rollouts as demos are fitted; its failed
+    rollouts become the failure class of the next fit."""
+    from robo_rl.rewards.demos import Demo, save_demos
+    from robo_rl.rewards.robustness import failed_rollouts
+
+    path = WORK / "agent_negatives" / f"{task}__{opts.train_demos}.h5"
+    if not path.exists():
+        (snapshots,) = agent_policies([agent_run(task, "perceptual", opts, features)]).values()
+        policies = [snapshots[i % len(snapshots)] for i in range(opts.train_demos)]
+        print(f"bench rewards: recording the perceptual-reward agent's failed rollouts on {task}", flush=True)
+        failed = failed_rollouts(task, CAMERAS, 84, policies, seed=AGENT_NEGATIVE_SEED)
+        if not failed:
+            raise SystemExit(f"robo-rl: no perceptual_agent_negatives arm on {task}: the perceptual-reward agent succeeds in every rollout")
+        save_demos(path, [Demo(frames=t.frames, success=t.success, meta={"seed": t.seed, "success": False}) for t in failed],
+                   task, source="robo-rl-agent-failed")
+    return path
+
+
 def feature_file(tasks: list[str], episodes: int, train_demos: int, steps: int) -> Path:
     from robo_rl.rewards.demos import load_demos
     from robo_rl.rewards.features import pretrain_tcn, save_feature_net
@@ -85,9 +109,11 @@ def feature_file(tasks: list[str], episodes: int, train_demos: int, steps: int) 
     return path
 
 
-def fit_signals(task: str, tasks: list[str], episodes: int, train_demos: int, features: Path, steps: int) -> tuple[dict[str, Any], list, list, Any]:
+def fit_signals(task: str, tasks: list[str], episodes: int, train_demos: int, features: Path, steps: int,
+                agent_negatives: Path | None = None) -> tuple[dict[str, Any], list, list, Any]:
     """Every learned signal of a task, fitted on its training demos: name -> function of (T+1, V, D)
-    features -> values; also the held-out demos' features and true progress, and the feature net."""
+    features -> values; also the held-out demos' features and true progress, and the feature net.
+    `agent_negatives`: a file of an agent's failed rollouts, for one more perceptual row."""
     from robo_rl.rewards.demos import load_demos, progress_labels
     from robo_rl.rewards.features import load_feature_net
     from robo_rl.rewards.perceptual import fit_perceptual_reward
@@ -115,11 +141,12 @@ def fit_signals(task: str, tasks: list[str], episodes: int, train_demos: int, fe
         "process, 2 views": lambda f: multi.progress(f, f[0], goal),
         "process, 2 views, corner2 missing": lambda f: multi.progress(f, f[0], goal, mask=one_view),
     }
-    failures = failures_file(task, train_demos)
-    if failures is not None:
-        failed = demo_features([d.observation_only() for d in load_demos(failures)], net, CAMERAS[:1])
-        hardened, _ = fit_perceptual_reward([f[:, 0] for f in train], failures=[f[:, 0] for f in failed])
-        signals["perceptual (corner), failure negatives"] = lambda f: hardened(f[:, 0])
+    negatives = {"failure negatives": failures_file(task, train_demos), "agent negatives": agent_negatives}
+    for label, path in negatives.items():
+        if path is not None:
+            failed = demo_features([d.observation_only() for d in load_demos(path, cameras=CAMERAS[:1])], net, CAMERAS[:1])
+            hardened, _ = fit_perceptual_reward([f[:, 0] for f in train], failures=[f[:, 0] for f in failed])
+            signals[f"perceptual (corner), {label}"] = lambda f, r=hardened: r(f[:, 0])
     others = [f for t in tasks if t != task for f in feats_of(t)[0][:train_demos]]
     if others:
         zero = ProcessRewardModel(train[0].shape[-1], CAMERAS, seed=0)
@@ -142,11 +169,11 @@ def quality(task: str, tasks: list[str], episodes: int, train_demos: int, featur
 
 
 def robustness(task: str, tasks: list[str], episodes: int, train_demos: int, features: Path, steps: int,
-               set_episodes: int, agent_runs: list[Path]) -> dict[str, Any]:
+               set_episodes: int, agent_runs: list[Path], agent_negatives: Path | None = None) -> dict[str, Any]:
     """Every signal on the task's evaluation sets off the expert's demos (rewards/robustness.py)."""
     from robo_rl.rewards.robustness import make_sets, occluded, score_signal
 
-    signals, test, _, net = fit_signals(task, tasks, episodes, train_demos, features, steps)
+    signals, test, _, net = fit_signals(task, tasks, episodes, train_demos, features, steps, agent_negatives)
     sets = make_sets(task, CAMERAS, 84, set_episodes, seed=3000, agents=agent_policies(agent_runs))
     sets["regression, corner2 occluded"] = [occluded(t, CAMERAS[1]) for t in sets["regression"]]
     feats = {name: [np.stack([net.features(t.frames[c]) for c in CAMERAS], axis=1) for t in trajs] for name, trajs in sets.items()}
@@ -181,21 +208,24 @@ def agent_policies(runs: list[Path]) -> dict[str, list[Any]]:
     return policies
 
 
-def reward_file(task: str, kind: str, episodes: int, train_demos: int, features: Path, steps: int) -> Path:
+def reward_file(task: str, kind: str, opts: argparse.Namespace, features: Path) -> Path:
     from robo_rl.rewards.pipeline import fit_perceptual_file, fit_process_file
 
     path = WORK / f"{kind}__{task}.safetensors"
     if not path.exists():
-        demos = demo_file(task, episodes)
+        demos = demo_file(task, opts.demos)
         if kind == "process":
-            fit_process_file([demos], features, path, CAMERAS, steps=steps, limit=train_demos)
+            fit_process_file([demos], features, path, CAMERAS, steps=opts.model_steps, limit=opts.train_demos)
         elif kind == "perceptual":
-            fit_perceptual_file(demos, features, path, CAMERAS[0], limit=train_demos)
-        else:   # perceptual_failures
-            failures = failures_file(task, train_demos)
+            fit_perceptual_file(demos, features, path, CAMERAS[0], limit=opts.train_demos)
+        elif kind == "perceptual_failures":
+            failures = failures_file(task, opts.train_demos)
             if failures is None:
                 raise SystemExit(f"robo-rl: no perceptual_failures arm on {task}: the noisy expert does not fail often enough")
-            fit_perceptual_file(demos, features, path, CAMERAS[0], limit=train_demos, failures_file=failures)
+            fit_perceptual_file(demos, features, path, CAMERAS[0], limit=opts.train_demos, failures_file=failures)
+        else:   # perceptual_agent_negatives
+            fit_perceptual_file(demos, features, path, CAMERAS[0], limit=opts.train_demos,
+                                failures_file=agent_negatives_file(task, opts, features))
     return path
 
 
@@ -287,6 +317,13 @@ def robustness_lines(folder: Path) -> list[str]:
                          f"{_metric(per_set['all sets']['rho_time_successful'])} | {_metric(per_set['all sets']['pairwise_end'])} | "
                          f"{_metric(exploit)}{'' if agents else ' (no agents)'} |")
         regression_plot(r, folder / f"regression__{r['task']}.png")
+    for r in results:
+        agents = [n for n in r["sets"] if n.startswith("agent ")]
+        if len(agents) > 1:   # an agent trained against a hardened reward: is that reward exploited as well?
+            lines += ["", f"Exploitability on {r['task']}, per agent's rollouts:", "",
+                      "| signal | " + " | ".join(agents) + " |", "|---|" + "---:|" * len(agents)]
+            lines += [f"| {name} | " + " | ".join(_metric(per_set[n]["exploitability"]) for n in agents) + " |"
+                      for name, per_set in r["signals"].items()]
     lines.append("")
     for r in results:
         lines.append(f"Sets of {r['task']}: " + ", ".join(f"{n} ({v['successes']}/{v['trajectories']} succeed)"
@@ -372,7 +409,7 @@ def agent_run(task: str, reward: str, opts: argparse.Namespace, features: Path) 
     result file is written if part `learn` has none yet."""
     run_dir = run_folder(task, reward, 0, opts.steps)
     if not (run_dir / "eval.json").is_file():
-        model = None if reward == "sparse" else reward_file(task, reward, opts.demos, opts.train_demos, features, opts.model_steps)
+        model = None if reward == "sparse" else reward_file(task, reward, opts, features)
         print(f"bench rewards: training the {reward}-reward agent on {task} for its rollouts", flush=True)
         result = learn(task, reward, 0, opts.steps, model, opts.override)
         learn_file = results_dir() / "rewards" / f"learn__{task}__{reward}__s0.json"
@@ -423,11 +460,12 @@ def main(args: list[str]) -> None:
             for task in tasks:
                 run_piece("rewards", folder / f"robustness__{task}.json", f"robustness of the learned rewards on {task}",
                           lambda: robustness(task, tasks, opts.demos, opts.train_demos, features, opts.model_steps, opts.set_episodes,
-                                             [agent_run(task, reward, opts, features) for reward in agent_rewards]))
+                                             [agent_run(task, reward, opts, features) for reward in agent_rewards],
+                                             agent_negatives_file(task, opts, features) if "perceptual_agent_negatives" in agent_rewards else None))
         if opts.part in ("learn", "all"):
             for task in tasks:
                 for reward in check_rewards(opts.rewards):
-                    model = None if reward == "sparse" else reward_file(task, reward, opts.demos, opts.train_demos, features, opts.model_steps)
+                    model = None if reward == "sparse" else reward_file(task, reward, opts, features)
                     for seed in (int(s) for s in opts.seeds.split(",")):
                         run_unit("rewards", folder / f"learn__{task}__{reward}__s{seed}.json", f"{task} {reward} seed {seed}", opts.steps,
                                  lambda: learn(task, reward, seed, opts.steps, model, opts.override))
