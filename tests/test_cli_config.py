@@ -74,6 +74,12 @@ def test_other_commands_reject_bad_input(cli, tmp_path):
     assert fly.returncode == 2 and fly.stderr.strip() == ("robo-rl: unknown command 'fly' (valid: train, eval, deploy, fas, mbtl, "
                                                           "bench, demos, datasets, pretrain, finetune, options)")
     assert bench.returncode == 2
+    only, arm = run_cli_batch([["bench", "rewards", "--only", "reach-v3", "--report"],
+                               ["bench", "rewards", "--part", "robustness", "--agents", "perceptual,shiny", "--report"]], cwd=tmp_path)
+    assert only.returncode == 2 and only.stderr.strip() == (
+        "robo-rl: --only reach-v3: not among --tasks drawer-open-v3,button-press-topdown-v3,door-open-v3")
+    assert arm.returncode == 2 and arm.stderr.strip() == ("robo-rl: --agents: unknown reward 'shiny' (valid: sparse, process, "
+                                                          "perceptual, perceptual_failures, perceptual_agent_negatives)")
     assert tasks.returncode == 2 and tasks.stderr.strip() == (
         "robo-rl: --tasks: unknown task 'Foo-v5' (valid: HalfCheetah-v5, Walker2d-v5, Humanoid-v5, Hopper-v5)")
     assert missing.returncode == 2 and "no checkpoint" in missing.stderr

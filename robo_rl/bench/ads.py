@@ -25,6 +25,7 @@ from statistics import fmean
 from typing import Any
 
 from robo_rl.bench import FINAL_NOTE, SEEDS_NOTE, final_point, final_return, per_seed, results_dir, run_unit, write_summary
+from robo_rl.config import ConfigError
 
 WORK = Path("runs") / "bench" / "ads"
 ARMS = {"ads": ["reward.schedule=true"], "fixed": ["reward.schedule=false"]}
@@ -155,11 +156,11 @@ def main(args: list[str]) -> None:
 
         for task in opts.tasks.split(","):
             if task not in metaworld_tasks():
-                raise SystemExit(f"robo-rl: unknown Meta-World task '{task}'")
+                raise ConfigError(f"unknown Meta-World task '{task}'")
             demos = demo_file(task, opts.demos, opts.horizon)
             for arm in opts.arms.split(","):
                 if arm not in ARMS:
-                    raise SystemExit(f"robo-rl: --arms: unknown arm '{arm}' (valid: {', '.join(ARMS)})")
+                    raise ConfigError(f"--arms: unknown arm '{arm}' (valid: {', '.join(ARMS)})")
                 for seed in (int(s) for s in opts.seeds.split(",")):
                     run_unit("ads", folder / f"{task}__{arm}__s{seed}.json", f"{task} {arm} seed {seed}", opts.steps,
                              lambda: run_one(task, arm, seed, opts.steps, opts.horizon, opts.action_repeat, demos, opts.override))

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from robo_rl.bench import FINAL_NOTE, SEEDS_NOTE, final_point, final_return, per_seed, results_dir, run_piece, run_unit, write_summary
+from robo_rl.config import ConfigError
 
 WORK = Path("runs") / "bench" / "rewards"
 CAMERAS = ["corner", "corner2"]
@@ -90,7 +91,7 @@ def agent_negatives_file(task: str, opts: argparse.Namespace, features: Path) ->
         print(f"bench rewards: recording the perceptual-reward agent's failed rollouts on {task}", flush=True)
         failed = failed_rollouts(task, CAMERAS, 84, policies, seed=AGENT_NEGATIVE_SEED)
         if not failed:
-            raise SystemExit(f"robo-rl: no perceptual_agent_negatives arm on {task}: the perceptual-reward agent succeeds in every rollout")
+            raise ConfigError(f"no perceptual_agent_negatives arm on {task}: the perceptual-reward agent succeeds in every rollout")
         save_demos(path, [Demo(frames=t.frames, success=t.success, meta={"seed": t.seed, "success": False}) for t in failed],
                    task, source="robo-rl-agent-failed")
     return path
@@ -221,7 +222,7 @@ def reward_file(task: str, kind: str, opts: argparse.Namespace, features: Path) 
         elif kind == "perceptual_failures":
             failures = failures_file(task, opts.train_demos)
             if failures is None:
-                raise SystemExit(f"robo-rl: no perceptual_failures arm on {task}: the noisy expert does not fail often enough")
+                raise ConfigError(f"no perceptual_failures arm on {task}: the noisy expert does not fail often enough")
             fit_perceptual_file(demos, features, path, CAMERAS[0], limit=opts.train_demos, failures_file=failures)
         else:   # perceptual_agent_negatives
             fit_perceptual_file(demos, features, path, CAMERAS[0], limit=opts.train_demos,
@@ -396,11 +397,11 @@ def report() -> str:
     return write_summary("rewards", folder, lines)
 
 
-def check_rewards(names: str) -> list[str]:
+def check_rewards(names: str, option: str) -> list[str]:
     rewards = names.split(",")
     for reward in rewards:
         if reward not in REWARDS:
-            raise SystemExit(f"robo-rl: unknown reward '{reward}' (valid: {', '.join(REWARDS)})")
+            raise ConfigError(f"{option}: unknown reward '{reward}' (valid: {', '.join(REWARDS)})")
     return rewards
 
 
@@ -421,6 +422,8 @@ def agent_run(task: str, reward: str, opts: argparse.Namespace, features: Path) 
 def main(args: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="robo-rl bench rewards")
     parser.add_argument("--tasks", default=DEFAULT_TASKS)
+    parser.add_argument("--only", default=None, help="the tasks whose pieces this process runs (default: all of --tasks; the rest "
+                        "still feed the feature net and the zero-shot signal): two processes can share one benchmark")
     parser.add_argument("--part", choices=("quality", "learn", "robustness", "all"), default="all",
                         help="all: quality and learn; robustness is run on its own")
     parser.add_argument("--set-episodes", type=int, default=4, help="robustness: trajectories per evaluation set")
@@ -442,13 +445,18 @@ def main(args: list[str]) -> None:
     tasks = opts.tasks.split(",")
     bad = [t for t in tasks if t not in metaworld_tasks()]
     if bad:
-        raise SystemExit(f"robo-rl: unknown Meta-World task(s) {bad}")
+        raise ConfigError(f"unknown Meta-World task(s) {bad}")
+    mine = tasks if opts.only is None else opts.only.split(",")
+    if not set(mine) <= set(tasks):
+        raise ConfigError(f"--only {opts.only}: not among --tasks {opts.tasks}")
+    agent_rewards = [] if opts.agents == "none" else check_rewards(opts.agents, "--agents")
+    learn_rewards = check_rewards(opts.rewards, "--rewards")
     folder = results_dir() / "rewards"
     folder.mkdir(parents=True, exist_ok=True)
     if not opts.report:
         features = feature_file(tasks, opts.demos, opts.train_demos, opts.feature_steps)
         if opts.part in ("quality", "all"):
-            for task in tasks:
+            for task in mine:
                 path = folder / f"quality__{task}.json"
                 if path.exists():
                     print(f"bench rewards: {path.name} done, skipped")
@@ -456,15 +464,14 @@ def main(args: list[str]) -> None:
                 print(f"bench rewards: reward quality on {task}", flush=True)
                 path.write_text(json.dumps(quality(task, tasks, opts.demos, opts.train_demos, features, opts.model_steps), indent=1) + "\n")
         if opts.part == "robustness":   # not part of "all": it needs tasks with an articulated object
-            agent_rewards = [] if opts.agents == "none" else check_rewards(opts.agents)
-            for task in tasks:
+            for task in mine:
                 run_piece("rewards", folder / f"robustness__{task}.json", f"robustness of the learned rewards on {task}",
                           lambda: robustness(task, tasks, opts.demos, opts.train_demos, features, opts.model_steps, opts.set_episodes,
                                              [agent_run(task, reward, opts, features) for reward in agent_rewards],
                                              agent_negatives_file(task, opts, features) if "perceptual_agent_negatives" in agent_rewards else None))
         if opts.part in ("learn", "all"):
-            for task in tasks:
-                for reward in check_rewards(opts.rewards):
+            for task in mine:
+                for reward in learn_rewards:
                     model = None if reward == "sparse" else reward_file(task, reward, opts, features)
                     for seed in (int(s) for s in opts.seeds.split(",")):
                         run_unit("rewards", folder / f"learn__{task}__{reward}__s{seed}.json", f"{task} {reward} seed {seed}", opts.steps,
