@@ -20,7 +20,8 @@ Part `learn` (one file per run, learn__<task>__<reward>__s<seed>.json): SB3 SAC 
 trained with `reward=sparse` (success only), `reward=process` (sparse + potential-based shaping),
 `reward=perceptual` or the perceptual reward with failure negatives (arm `perceptual_failures`: the
 noisy expert's failed attempts; arm `perceptual_agent_negatives`: the failed rollouts of the seed-0
-perceptual-reward agent, a second round against the pose the first reward let it settle in), same env steps; success rate of deterministic evaluations over training, and the number of training rollouts
+perceptual-reward agent, a second round against the pose the first reward let it settle in), same env
+steps; success rate of deterministic evaluations over training, and the number of training rollouts
 before the first evaluation at >= 95% success.
 """
 from __future__ import annotations
