@@ -140,9 +140,7 @@ def make_sets(task: str, cameras: Sequence[str], size: int, episodes: int, seed:
     """The evaluation sets of one task (see the module's docstring); an agent's set holds one rollout of
     each of its policies (its snapshots along training)."""
     from robo_rl.envs.experts import expert_policy
-    from robo_rl.envs.factory import env_config, make_env
 
-    env = make_env(env_config("metaworld", task, max_episode_steps=steps), seed=seed)
     meter = ProgressMeter(scale if scale is not None else object_scale(task))
     expert, rng = expert_policy(task), np.random.default_rng(seed)
     noisy = {sigma: (lambda obs, s=sigma: expert.get_action(obs) + s * rng.standard_normal(4)) for sigma in NOISE_LEVELS}
@@ -152,14 +150,16 @@ def make_sets(task: str, cameras: Sequence[str], size: int, episodes: int, seed:
     policies["random"] = ([lambda obs: rng.uniform(-1, 1, 4)] * episodes, False)
     for name, snapshots in (agents or {}).items():
         policies[name] = (list(snapshots), False)
-    return _play(env, cameras, size, policies, meter, seed, steps)
+    return _play(task, cameras, size, policies, meter, seed, steps)
 
 
-def _play(env: Any, cameras: Sequence[str], size: int, policies: Mapping[str, tuple[Sequence[Callable], bool]],
+def _play(task: str, cameras: Sequence[str], size: int, policies: Mapping[str, tuple[Sequence[Callable], bool]],
           meter: "ProgressMeter", seed: int, steps: int) -> dict[str, list[Trajectory]]:
-    """One trajectory per listed policy, set after set (set k's trajectory i plays seed + 1000 k + i); closes env."""
+    """One trajectory per listed policy, set after set (set k's trajectory i plays seed + 1000 k + i)."""
+    from robo_rl.envs.factory import env_config, make_env
     from robo_rl.envs.render import CameraRenderer
 
+    env = make_env(env_config("metaworld", task, max_episode_steps=steps), seed=seed)
     renderer = CameraRenderer(env, list(cameras), size)
     sets = {}
     try:
@@ -177,10 +177,7 @@ def failed_rollouts(task: str, cameras: Sequence[str], size: int, policies: Sequ
     """One rollout of each policy (seeds seed, seed+1, ...), keeping those that never succeed: a trained
     agent's failed attempts, the hard negatives of a learned reward's next fit (their frames are what
     counts; true progress is measured in an unnormalised unit)."""
-    from robo_rl.envs.factory import env_config, make_env
-
-    env = make_env(env_config("metaworld", task, max_episode_steps=steps), seed=seed)
-    played = _play(env, cameras, size, {"agent": (list(policies), False)}, ProgressMeter(1.0), seed, steps)["agent"]
+    played = _play(task, cameras, size, {"agent": (list(policies), False)}, ProgressMeter(1.0), seed, steps)["agent"]
     return [t for t in played if not t.succeeded]
 
 

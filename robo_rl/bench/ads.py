@@ -154,13 +154,16 @@ def main(args: list[str]) -> None:
     if not opts.report:
         from robo_rl.envs.factory import metaworld_tasks
 
+        # checked before any demo is recorded: a typo must not cost a task's work first
         for task in opts.tasks.split(","):
             if task not in metaworld_tasks():
                 raise ConfigError(f"unknown Meta-World task '{task}'")
+        for arm in opts.arms.split(","):
+            if arm not in ARMS:
+                raise ConfigError(f"--arms: unknown arm '{arm}' (valid: {', '.join(ARMS)})")
+        for task in opts.tasks.split(","):
             demos = demo_file(task, opts.demos, opts.horizon)
             for arm in opts.arms.split(","):
-                if arm not in ARMS:
-                    raise ConfigError(f"--arms: unknown arm '{arm}' (valid: {', '.join(ARMS)})")
                 for seed in (int(s) for s in opts.seeds.split(",")):
                     run_unit("ads", folder / f"{task}__{arm}__s{seed}.json", f"{task} {arm} seed {seed}", opts.steps,
                              lambda: run_one(task, arm, seed, opts.steps, opts.horizon, opts.action_repeat, demos, opts.override))

@@ -307,6 +307,7 @@ def robustness_lines(folder: Path) -> list[str]:
              "> 1: a policy can score more without succeeding), over agent rollouts where there are any, else over all sets.", "",
              "| task | signal | held-out demos rho | all sets rho | regression rho | regression, corner2 occluded | rho with time (successes) | pairwise end | exploitability |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    per_agent = []   # an agent trained against a hardened reward: is that reward exploited as well?
     for r in results:
         quality_path = folder / f"quality__{r['task']}.json"
         held = json.loads(quality_path.read_text()) if quality_path.is_file() else {}
@@ -319,13 +320,12 @@ def robustness_lines(folder: Path) -> list[str]:
                          f"{_metric(per_set['all sets']['rho_time_successful'])} | {_metric(per_set['all sets']['pairwise_end'])} | "
                          f"{_metric(exploit)}{'' if agents else ' (no agents)'} |")
         regression_plot(r, folder / f"regression__{r['task']}.png")
-    for r in results:
-        agents = [n for n in r["sets"] if n.startswith("agent ")]
-        if len(agents) > 1:   # an agent trained against a hardened reward: is that reward exploited as well?
-            lines += ["", f"Exploitability on {r['task']}, per agent's rollouts:", "",
-                      "| signal | " + " | ".join(agents) + " |", "|---|" + "---:|" * len(agents)]
-            lines += [f"| {name} | " + " | ".join(_metric(per_set[n]["exploitability"]) for n in agents) + " |"
-                      for name, per_set in r["signals"].items()]
+        if len(agents) > 1:
+            per_agent += ["", f"Exploitability on {r['task']}, per agent's rollouts:", "",
+                          "| signal | " + " | ".join(agents) + " |", "|---|" + "---:|" * len(agents)]
+            per_agent += [f"| {name} | " + " | ".join(_metric(per_set[n]["exploitability"]) for n in agents) + " |"
+                          for name, per_set in r["signals"].items()]
+    lines += per_agent
     lines.append("")
     for r in results:
         lines.append(f"Sets of {r['task']}: " + ", ".join(f"{n} ({v['successes']}/{v['trajectories']} succeed)"
