@@ -4,6 +4,7 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
+import yaml
 from conftest import assert_png_shows, run_cli_batch
 
 from robo_rl.envs.decision import DecisionInterval
@@ -97,7 +98,7 @@ def test_fas_cli_on_a_saved_agent(cli, tmp_path):
 def test_bench_fas_quick_gives_every_arm_the_same_warmup_and_replaces_stale_results(cli, tmp_path):
     args = ["bench", "fas", "--tasks", "InvertedPendulum-v5", "--agents", "srl,sb3_sac,sb3_sac_repeat2", "--seeds", "0",
             "--steps", "600", "--warmup", "300", "--intervals", "1,2,4", "--episodes", "1",
-            "--override", "train.progress=false", "--override", "threads=1"]
+            "--override", "train.progress=false"]
     result = cli(*args, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     folder = tmp_path / "benchmarks" / "results" / "fas"
@@ -109,6 +110,9 @@ def test_bench_fas_quick_gives_every_arm_the_same_warmup_and_replaces_stale_resu
     skip = runs["sb3_sac_repeat2"]
     assert skip["config"]["learning_starts"] == 150 and skip["action_repeat"] == 2 and skip["intervals"] == [2, 4]
     assert runs["srl"]["mode"] == "sequence" and [p["interval"] for p in runs["srl"]["per_interval"]] == [1, 2, 4]
+    # one torch thread per run unless overridden: two benchmark processes share two cores
+    config = yaml.safe_load((tmp_path / "runs" / "bench" / "fas" / "InvertedPendulum-v5__srl__s0__600__w300" / "config.yaml").read_text())
+    assert config["threads"] == 1
     summary = (folder / "summary.md").read_text()
     assert "| InvertedPendulum-v5 | srl (sequence) | 1 | 600 |" in summary and "first 300 of them" in summary
     assert_png_shows(folder / "InvertedPendulum-v5.png", "C0", "C1")

@@ -63,7 +63,8 @@ def run_one(task: str, arm: str, seed: int, frames: int, horizon: int, repeat: i
                  "reward=ads", f"reward.demos={demos.as_posix()}", f"seed={seed}", f"train.steps={decisions}",
                  f"train.eval_every={max(min(10_000, frames // 10) // repeat, 100)}", "train.eval_episodes=10",
                  f"train.checkpoint_every={max(decisions // 5, 1000)}", "train.video_steps=0",
-                 f"agent.learning_starts={min(12_000, frames // 4) // repeat}", *ARMS[arm]]
+                 f"agent.learning_starts={min(12_000, frames // 4) // repeat}", *ARMS[arm],
+                 "threads=1"]   # one torch thread: benchmark jobs share the cores
     cfg = load_run_config(run_dir) if resume else compose(overrides + extra)
     final = train_run(cfg, run_dir, resume=resume)
     evaluations_file = run_dir / "evaluations.json"

@@ -73,7 +73,8 @@ def run_one(task: str, arm: str, seed: int, steps: int, warmup: int, intervals: 
     cfg = load_run_config(run_dir) if resume else compose(
         [f"agent={agent}", f"env={TASKS[task]}", f"seed={seed}", f"train.steps={decisions}",
          f"train.eval_every={max(decisions // 10, 1000)}", "train.eval_episodes=5",
-         f"train.checkpoint_every={max(decisions // 5, 1000)}", "train.video_steps=0", *overrides])
+         f"train.checkpoint_every={max(decisions // 5, 1000)}", "train.video_steps=0",
+         "threads=1", *overrides])   # one torch thread: benchmark jobs share the cores
     train_run(cfg, run_dir, resume=resume)
     eval_seed = 30_000
     trained, info, env = load_agent_and_env(run_dir, eval_seed)

@@ -47,7 +47,8 @@ def run_one(task: str, agent: str, seed: int, steps: int, eval_every: int, episo
     else:
         cfg = compose([f"agent={agent}", f"env={TASKS[task]}", f"seed={seed}", f"train.steps={steps}",
                        f"train.eval_every={eval_every}", f"train.eval_episodes={episodes}",
-                       f"train.checkpoint_every={max(eval_every, 10_000)}", "train.video_steps=0", *extra])
+                       f"train.checkpoint_every={max(eval_every, 10_000)}", "train.video_steps=0",
+                       "threads=1", *extra])   # one torch thread: benchmark jobs share the cores
     final = train_run(cfg, run_dir, resume=resume)
     evaluations = json.loads((run_dir / "evaluations.json").read_text())
     return {

@@ -242,7 +242,8 @@ def learn(task: str, reward: str, seed: int, steps: int, model: Path | None, ext
     overrides = ["agent=sb3_sac", "env=metaworld", f"env.id={task}", "env.max_episode_steps=200", f"reward={REWARD_CONFIG.get(reward, reward)}",
                  f"seed={seed}", f"train.steps={steps}", f"train.eval_every={min(max(steps // 10, 1000), steps)}", "train.eval_episodes=10",
                  f"train.checkpoint_every={max(steps // 5, 1000)}", f"train.snapshot_every={max(steps // 5, 1000)}",
-                 "train.video_steps=0", "agent.learning_starts=2000"]
+                 "train.video_steps=0", "agent.learning_starts=2000",
+                 "threads=1"]   # one torch thread: benchmark jobs share the cores (two at 2 threads each ran 9x slower)
     if model is not None:
         overrides.append(f"reward.model={model.as_posix()}")  # relative: the run folder resumes in any checkout
     if reward == "process":
