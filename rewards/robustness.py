@@ -181,6 +181,15 @@ def failed_rollouts(task: str, cameras: Sequence[str], size: int, policies: Sequ
     return [t for t in played if not t.succeeded]
 
 
+def as_demo(trajectory: Trajectory) -> Any:
+    """The trajectory as a video demo (frames only): a demo file holds the success flag once per step,
+    after its action, so the reset observation's flag is dropped."""
+    from robo_rl.rewards.demos import Demo
+
+    return Demo(frames=trajectory.frames, success=trajectory.success[1:],
+                meta={"seed": trajectory.seed, "success": trajectory.succeeded})
+
+
 def occluded(trajectory: Trajectory, camera: str) -> Trajectory:
     """The same trajectory with one camera showing a constant grey image (covered, or pointed away)."""
     frames = dict(trajectory.frames)

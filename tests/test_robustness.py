@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robo_rl.rewards.robustness import (Trajectory, exploitability, failed_rollouts, make_sets, object_scale, occluded, pairwise_end_accuracy,
-                                        rank_correlation, score_signal, time_order)
+from robo_rl.rewards.robustness import (Trajectory, as_demo, exploitability, failed_rollouts, make_sets, object_scale, occluded,
+                                        pairwise_end_accuracy, rank_correlation, score_signal, time_order)
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +45,20 @@ def test_a_regression_trajectory_goes_down_and_up_again(drawer_sets):
         assert t.succeeded
 
 
-def test_failed_rollouts_keep_only_the_attempts_that_never_succeed():
+def test_failed_rollouts_keep_only_the_attempts_that_never_succeed(tmp_path):
     from robo_rl.envs.experts import expert_policy
+    from robo_rl.rewards.demos import load_demos, save_demos
 
     still, expert = (lambda obs: np.zeros(4)), expert_policy("drawer-open-v3").get_action
     kept = failed_rollouts("drawer-open-v3", ["corner", "corner2"], 16, [expert, still, still], seed=7)
     assert [t.seed for t in kept] == [8, 9]            # the expert's rollout (seed 7) succeeded and is dropped
     assert all(not t.success.any() for t in kept)
     assert kept[0].frames["corner"].shape == (201, 16, 16, 3) and set(kept[0].frames) == {"corner", "corner2"}
+    # they are the failure class of a reward's next fit: a demo file holds them (one success flag per step)
+    save_demos(tmp_path / "failed.h5", [as_demo(t) for t in kept], "drawer-open-v3", source="robo-rl-agent-failed")
+    loaded = load_demos(tmp_path / "failed.h5")
+    assert [d.meta["seed"] for d in loaded] == [8, 9] and [len(d.success) for d in loaded] == [200, 200]
+    assert not any(d.success.any() for d in loaded) and np.array_equal(loaded[1].frames["corner2"], kept[1].frames["corner2"])
 
 
 def test_an_occluded_view_is_constant_and_the_other_view_is_unchanged(drawer_sets):

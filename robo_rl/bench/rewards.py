@@ -82,8 +82,8 @@ def agent_negatives_file(task: str, opts: argparse.Namespace, features: Path) ->
     """Round 2 of the perceptual reward: the seed-0 perceptual-reward agent (trained here if missing)
     plays each of its snapshots on seeds of its own, as many rollouts as demos are fitted; its failed
     rollouts become the failure class of the next fit."""
-    from robo_rl.rewards.demos import Demo, save_demos
-    from robo_rl.rewards.robustness import failed_rollouts
+    from robo_rl.rewards.demos import save_demos
+    from robo_rl.rewards.robustness import as_demo, failed_rollouts
 
     path = WORK / "agent_negatives" / f"{task}__{opts.train_demos}.h5"
     if not path.exists():
@@ -93,8 +93,7 @@ def agent_negatives_file(task: str, opts: argparse.Namespace, features: Path) ->
         failed = failed_rollouts(task, CAMERAS, 84, policies, seed=AGENT_NEGATIVE_SEED)
         if not failed:
             raise ConfigError(f"no perceptual_agent_negatives arm on {task}: the perceptual-reward agent succeeds in every rollout")
-        save_demos(path, [Demo(frames=t.frames, success=t.success, meta={"seed": t.seed, "success": False}) for t in failed],
-                   task, source="robo-rl-agent-failed")
+        save_demos(path, [as_demo(t) for t in failed], task, source="robo-rl-agent-failed")
     return path
 
 
