@@ -63,7 +63,7 @@ def row_name(transport: str, control: float, driver: float) -> str:
     return f"{transport}_{control:g}hz" + ("" if driver == control else f"_driver{driver:g}hz")
 
 
-def run_one(transport: str, control: float, driver: float, steps: int, work: Path) -> dict:
+def run_one(transport: str, control: float, driver: float, steps: int, work: Path, overrides: list[str] = ()) -> dict:
     from robo_rl.config import compose
     from robo_rl.real_robot.launch import free_port, start_process, start_roscore, start_sim_arm, stop_process
     from robo_rl.real_robot.robot import robot_config
@@ -80,7 +80,7 @@ def run_one(transport: str, control: float, driver: float, steps: int, work: Pat
             extra = [f"robot.rosbridge.port={bridge_port}"]
         out = work / row_name(transport, control, driver)
         cmd = [sys.executable, "-m", "robo_rl.cli", "deploy", f"checkpoint={_policy(work)}", f"out={out}",
-               f"transport={transport}", f"steps={steps}", f"robot.control_rate={control}", *extra]
+               f"transport={transport}", f"steps={steps}", f"robot.control_rate={control}", *extra, *overrides]
         result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=steps / control + 300)
         if result.returncode != 0:
             raise SystemExit(f"robo-rl: bench ros: deploy failed: {result.stderr.strip()[-500:]}")
@@ -104,7 +104,7 @@ def run_one(transport: str, control: float, driver: float, steps: int, work: Pat
                        "p99": float(np.percentile(lat, 99)), "max": float(lat.max()), "mean": float(lat.mean())},
         "missed_deadlines": int(np.sum(lat > 1e3 / control)), "dropped_states": summary["dropped_states"],
         "histogram_ms": np.histogram(lat, bins=np.linspace(0, max(5.0, float(np.percentile(lat, 99.9))), 51))[0].tolist(),
-        "policy": "SB3 SAC actor 256x256 (deterministic), one decision per control tick",
+        "policy": "SB3 SAC actor 256x256 (deterministic), one decision per control tick", "overrides": list(overrides),
     }
 
 
@@ -182,6 +182,7 @@ def main(args: list[str]) -> None:
                         help="the driver at each of these rates (Hz), the loop at the robot's configured control rate")
     parser.add_argument("--steps", type=int, default=10_000, help="decisions per --rates row")
     parser.add_argument("--driver-steps", type=int, default=2_000, help="decisions per --driver-rates row")
+    parser.add_argument("--override", action="append", default=[], help="extra `robo-rl deploy` override for every row")
     parser.add_argument("--report", action="store_true", help="only aggregate the result files")
     parser.add_argument("--force", action="store_true", help="measure again rows already measured")
     opts = parser.parse_args(args)
@@ -196,7 +197,7 @@ def main(args: list[str]) -> None:
                     print(f"bench ros: {path.name} done, skipped")
                     continue
                 print(f"bench ros: {transport}, control {control:g} Hz, driver {driver:g} Hz, {steps} steps", flush=True)
-                result = run_one(transport, control, driver, steps, Path(tmp))
+                result = run_one(transport, control, driver, steps, Path(tmp), opts.override)
                 path.write_text(json.dumps(result, indent=1) + "\n")
                 lat = result["latency_ms"]
                 print(f"bench ros: {result['command_rate_hz']:.1f} commands/s, p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, "
