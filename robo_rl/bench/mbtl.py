@@ -91,7 +91,8 @@ def curves_of(piece: dict[str, Any]) -> dict[str, list[float]]:
     return selection_curves(matrix, float(piece["slope"]), seed=int(piece["seed"]))
 
 
-def report(families: list[str]) -> str:
+def report() -> str:
+    """Tables and plots of every family with result files, whichever --families this process ran."""
     from robo_rl.evaluate import aggregate
     from robo_rl.mbtl import first_k_reaching, normalise
 
@@ -100,7 +101,8 @@ def report(families: list[str]) -> str:
              "return, normalised by the family's bounds to [0, 1]; k = trained sources. With 5 or more seeds a cell is "
              "the IQM over seeds with its 95% bootstrap CI; with fewer, the per-seed values (seed 0 / 1 / ...). "
              f"{SEEDS_NOTE}", ""]
-    for name in families:
+    found = {path.name.split("__")[0] for path in folder.glob("*__s*.json")}
+    for name in sorted(found, key=lambda f: (FAMILIES.index(f) if f in FAMILIES else len(FAMILIES), f)):
         pieces = [json.loads(p.read_text()) for p in sorted(folder.glob(f"{name}__s*.json"))]
         if not pieces:
             continue
@@ -210,4 +212,4 @@ def main(args: list[str]) -> None:
                     run_piece("mbtl", folder / f"{name}__multitask{worth}__s{seed}.json",
                               f"{name} seed {seed}: multi-task, {worth} sources' env steps",
                               lambda: multitask_piece(family, seed, worth, launcher))
-    print(report(families))
+    print(report())
