@@ -24,7 +24,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from robo_rl.bench import FINAL_NOTE, SEEDS_NOTE, final_point, final_return, per_seed, results_dir, run_unit, write_summary
+from robo_rl.bench import FINAL_NOTE, RUN_DEFAULTS, SEEDS_NOTE, final_point, final_return, per_seed, results_dir, run_unit, write_summary
 from robo_rl.config import ConfigError
 
 WORK = Path("runs") / "bench" / "ads"
@@ -62,9 +62,8 @@ def run_one(task: str, arm: str, seed: int, frames: int, horizon: int, repeat: i
     overrides = [*LEARNER, "env=metaworld", f"env.id={task}", f"env.max_episode_steps={horizon}", f"env.action_repeat={repeat}",
                  "reward=ads", f"reward.demos={demos.as_posix()}", f"seed={seed}", f"train.steps={decisions}",
                  f"train.eval_every={max(min(10_000, frames // 10) // repeat, 100)}", "train.eval_episodes=10",
-                 f"train.checkpoint_every={max(decisions // 5, 1000)}", "train.video_steps=0",
-                 f"agent.learning_starts={min(12_000, frames // 4) // repeat}", *ARMS[arm],
-                 "threads=1"]   # one torch thread: benchmark jobs share the cores
+                 f"train.checkpoint_every={max(decisions // 5, 1000)}", *RUN_DEFAULTS,
+                 f"agent.learning_starts={min(12_000, frames // 4) // repeat}", *ARMS[arm]]
     cfg = load_run_config(run_dir) if resume else compose(overrides + extra)
     final = train_run(cfg, run_dir, resume=resume)
     evaluations_file = run_dir / "evaluations.json"

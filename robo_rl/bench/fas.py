@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from robo_rl.bench import SEEDS_NOTE, grid_parser, results_dir, run_grid, write_summary
+from robo_rl.bench import RUN_DEFAULTS, SEEDS_NOTE, grid_parser, results_dir, run_grid, write_summary
 
 TASKS = {"InvertedPendulum-v5": "inverted_pendulum", "Hopper-v5": "hopper", "Reacher-v5": "reacher",
          "HalfCheetah-v5": "halfcheetah", "Walker2d-v5": "walker2d"}
@@ -73,8 +73,7 @@ def run_one(task: str, arm: str, seed: int, steps: int, warmup: int, intervals: 
     cfg = load_run_config(run_dir) if resume else compose(
         [f"agent={agent}", f"env={TASKS[task]}", f"seed={seed}", f"train.steps={decisions}",
          f"train.eval_every={max(decisions // 10, 1000)}", "train.eval_episodes=5",
-         f"train.checkpoint_every={max(decisions // 5, 1000)}", "train.video_steps=0",
-         "threads=1", *overrides])   # one torch thread: benchmark jobs share the cores
+         f"train.checkpoint_every={max(decisions // 5, 1000)}", *RUN_DEFAULTS, *overrides])
     train_run(cfg, run_dir, resume=resume)
     eval_seed = 30_000
     trained, info, env = load_agent_and_env(run_dir, eval_seed)

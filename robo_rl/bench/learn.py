@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from robo_rl.bench import FINAL_NOTE, SEEDS_NOTE, final_return, grid_parser, per_seed, results_dir, run_grid, write_summary
+from robo_rl.bench import FINAL_NOTE, RUN_DEFAULTS, SEEDS_NOTE, final_return, grid_parser, per_seed, results_dir, run_grid, write_summary
 
 TASKS = {"HalfCheetah-v5": "halfcheetah", "Walker2d-v5": "walker2d", "Humanoid-v5": "humanoid", "Hopper-v5": "hopper"}
 REFERENCE_100K = {"HalfCheetah-v5": ("MR.Q", 7872), "Walker2d-v5": ("MR.Q", 3127), "Humanoid-v5": ("MR.Q", 522)}
@@ -47,8 +47,7 @@ def run_one(task: str, agent: str, seed: int, steps: int, eval_every: int, episo
     else:
         cfg = compose([f"agent={agent}", f"env={TASKS[task]}", f"seed={seed}", f"train.steps={steps}",
                        f"train.eval_every={eval_every}", f"train.eval_episodes={episodes}",
-                       f"train.checkpoint_every={max(eval_every, 10_000)}", "train.video_steps=0",
-                       "threads=1", *extra])   # one torch thread: benchmark jobs share the cores
+                       f"train.checkpoint_every={max(eval_every, 10_000)}", *RUN_DEFAULTS, *extra])
     final = train_run(cfg, run_dir, resume=resume)
     evaluations = json.loads((run_dir / "evaluations.json").read_text())
     return {

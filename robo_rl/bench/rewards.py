@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from robo_rl.bench import FINAL_NOTE, SEEDS_NOTE, final_point, final_return, per_seed, results_dir, run_piece, run_unit, write_summary
+from robo_rl.bench import (FINAL_NOTE, RUN_DEFAULTS, SEEDS_NOTE, final_point, final_return, per_seed, results_dir, run_piece, run_unit,
+                           write_summary)
 from robo_rl.config import ConfigError
 
 WORK = Path("runs") / "bench" / "rewards"
@@ -241,8 +242,7 @@ def learn(task: str, reward: str, seed: int, steps: int, model: Path | None, ext
     overrides = ["agent=sb3_sac", "env=metaworld", f"env.id={task}", "env.max_episode_steps=200", f"reward={REWARD_CONFIG.get(reward, reward)}",
                  f"seed={seed}", f"train.steps={steps}", f"train.eval_every={min(max(steps // 10, 1000), steps)}", "train.eval_episodes=10",
                  f"train.checkpoint_every={max(steps // 5, 1000)}", f"train.snapshot_every={max(steps // 5, 1000)}",
-                 "train.video_steps=0", "agent.learning_starts=2000",
-                 "threads=1"]   # one torch thread: benchmark jobs share the cores (two at 2 threads each ran 9x slower)
+                 *RUN_DEFAULTS, "agent.learning_starts=2000"]
     if model is not None:
         overrides.append(f"reward.model={model.as_posix()}")  # relative: the run folder resumes in any checkout
     if reward == "process":

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -63,7 +64,7 @@ def row_name(transport: str, control: float, driver: float) -> str:
     return f"{transport}_{control:g}hz" + ("" if driver == control else f"_driver{driver:g}hz")
 
 
-def run_one(transport: str, control: float, driver: float, steps: int, work: Path, overrides: list[str] = ()) -> dict:
+def run_one(transport: str, control: float, driver: float, steps: int, work: Path, overrides: Sequence[str] = ()) -> dict:
     from robo_rl.config import compose
     from robo_rl.real_robot.launch import free_port, start_process, start_roscore, start_sim_arm, stop_process
     from robo_rl.real_robot.robot import robot_config
