@@ -136,3 +136,15 @@ def test_bench_fas_arms_and_bad_options_are_checked_before_any_run(tmp_path):
     for result, word in zip(bad, ("sacc", "sb3_sac_j8", "30000", "2,4")):
         assert result.returncode == 2 and word in result.stderr and len(result.stderr.strip().splitlines()) == 1, result
     assert not (tmp_path / "runs").exists()
+
+
+def test_own_normalised_fas_is_undefined_for_a_run_that_did_not_learn():
+    from robo_rl.bench.fas import own_fas
+
+    def run(*returns):
+        return {"per_interval": [{"interval": t, "mean_return": r} for t, r in zip((1, 2, 4), returns)]}
+
+    # SAC's reference 1000, random 6: a run at 5 (below random) would otherwise score (2-6)/(5-6) = 4 at slow rates
+    assert own_fas(run(5.0, 2.0, 2.0), random_return=6.0, sac_reference=1000.0) is None
+    assert own_fas(run(40.0, 2.0, 2.0), 6.0, 1000.0) is None   # under 5% of SAC's gap above random
+    assert own_fas(run(500.0, 500.0, 6.0), 6.0, 1000.0) == pytest.approx(fas_score([1, 2, 4], [500, 500, 6], 6, 500))

@@ -106,6 +106,20 @@ def run_fas(run: dict[str, Any], random_return: float, reference: float) -> floa
     return fas_score(tau, [p["mean_return"] for p in run["per_interval"]], random_return, reference)
 
 
+# A run's own normalisation divides by how far its fastest return rose above random; for a run that
+# hardly learned that gap is near zero or negative and the ratio is noise (e.g. 2.6 for a run that
+# failed everywhere), so it needs at least this share of SAC's gap above random to be scored.
+OWN_MIN_SHARE = 0.05
+
+
+def own_fas(run: dict[str, Any], random_return: float, sac_reference: float) -> float | None:
+    """FAS against the run's own fastest return; None for a run that did not learn at that rate."""
+    own = run["per_interval"][0]["mean_return"]
+    if own - random_return < OWN_MIN_SHARE * (sac_reference - random_return):
+        return None
+    return run_fas(run, random_return, own)
+
+
 def report(steps: int, warmup: int) -> str:
     import matplotlib
 
@@ -138,7 +152,7 @@ def report(steps: int, warmup: int) -> str:
         for arm in sorted({r["agent"] for r in runs}):
             mine = sorted((r for r in runs if r["agent"] == arm), key=lambda r: r["seed"])
             vs_sac = [run_fas(r, random_return, reference) for r in mine]
-            vs_own = [run_fas(r, random_return, r["per_interval"][0]["mean_return"]) for r in mine]
+            vs_own = [own_fas(r, random_return, reference) for r in mine]
             (iqm_sac, ci_sac), (iqm_own, _) = _iqm_ci(vs_sac, aggregate), _iqm_ci(vs_own, aggregate)
             lines.append(f"| {task} | {_label(mine[0])} | {len(mine)} | {mine[0]['steps']} | {iqm_sac} | {ci_sac} "
                          f"| {_seeds(vs_sac)} | {iqm_own} | {_seeds(vs_own)} |")
@@ -160,7 +174,9 @@ def report(steps: int, warmup: int) -> str:
     lines += ["", "Return at each decision interval: mean over seeds (per seed in brackets).", "", *returns_table, "",
               f"FAS: {DEFINITION}. Headline: R_ref = SB3 SAC's mean return at tau = 1 on the task (one scale for "
               "every arm); beside it R_ref = the run's own return at its fastest rate (tau = 1; k for a frame-skip arm). A frame-skip arm (_repeat<k>) decides "
-              "every k steps at best: its FAS is over its own intervals (tau >= k) and is not comparable to the others'."]
+              "every k steps at best: its FAS is over its own intervals (tau >= k) and is not comparable to the others'. "
+              f"A run whose own fastest return is less than {OWN_MIN_SHARE:.0%} of SAC's way above random has no "
+              "own-normalised FAS (-): it did not learn, and the ratio would be noise."]
     if stale:
         lines += ["", f"({stale} result file(s) made under other settings are not shown; rerunning replaces them.)"]
     return write_summary("fas", folder, lines)
