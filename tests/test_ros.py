@@ -113,6 +113,12 @@ def train_arm_policy(run: Path) -> None:
     assert final["mean_return"] > final["random_policy"]["mean_return"] + 100, final
 
 
+# Deploys whose subject is not the watchdog run with a 5 s state timeout: on a busy machine a sim arm starved
+# of CPU can miss the default 0.5 s of states and trip the watchdog (a correct stop, exit 3, but not what
+# those tests check). The watchdog tests keep the robot's own 0.5 s.
+PATIENT = "robot.watchdog.state_timeout=5"
+
+
 def deploy_args(checkpoint: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "robo_rl.cli", "deploy", f"checkpoint={checkpoint}", f"out={out}", *extra]
 
@@ -184,7 +190,7 @@ def sim_distance(checkpoint: Path, steps: int) -> float:
 def test_deploy_drives_the_sim_arm_as_in_simulation(transport, roscore, arm, peer, policy, tmp_path):
     arm()
     extra = ["transport=rosbridge", f"robot.rosbridge.port={peer[0]}"] if transport == "rosbridge" else []
-    rc, summary, rows, err = deploy(roscore, policy, tmp_path / "out", "steps=80", *extra)
+    rc, summary, rows, err = deploy(roscore, policy, tmp_path / "out", "steps=80", PATIENT, *extra)
     assert rc == 0, err
     assert summary["status"] == "done" and summary["steps"] == 80 and summary["bad_states"] == 0
     start_distance = float(np.linalg.norm(ROBOT.start - ROBOT.goal))
@@ -207,7 +213,7 @@ def test_deploy_drives_the_sim_arm_as_in_simulation(transport, roscore, arm, pee
 def test_velocity_commands_as_float64_arrays(roscore, arm, policy, tmp_path):
     """The other command type and message: joint velocities in a std_msgs/Float64MultiArray."""
     arm("--command-type", "velocity", "--command-message", "array")
-    rc, summary, rows, err = deploy(roscore, policy, tmp_path / "out", "steps=80", "robot.command.type=velocity",
+    rc, summary, rows, err = deploy(roscore, policy, tmp_path / "out", "steps=80", PATIENT, "robot.command.type=velocity",
                                     "robot.command.message=array")
     assert rc == 0, err
     assert {r["kind"] for r in rows} == {"velocity"}
@@ -219,7 +225,7 @@ def test_velocity_commands_as_float64_arrays(roscore, arm, policy, tmp_path):
 
 def test_dry_run_publishes_nothing(roscore, arm, policy, tmp_path):
     arm()
-    rc, summary, rows, err = deploy(roscore, policy, tmp_path / "out", "steps=30", "dry_run=true")
+    rc, summary, rows, err = deploy(roscore, policy, tmp_path / "out", "steps=30", "dry_run=true", PATIENT)
     assert rc == 0, err
     assert summary["published"] == 0 and {r["status"] for r in rows} == {"dry_run"}
     # The arm never moved: its reported position is still the start pose.
@@ -261,7 +267,7 @@ def test_roscore_killed_mid_run_keeps_control(arm, policy, tmp_path):
     try:
         arm(env=env)
         out = tmp_path / "out"
-        proc = start_deploy(env, policy, out, "steps=100")
+        proc = start_deploy(env, policy, out, "steps=100", PATIENT)
         wait_for_commands(out, 5, proc)
         # roscore's rosmaster and rosout run in process groups of their own: kill them all, then make sure
         # the master is really gone.
@@ -321,9 +327,7 @@ def press_estop(env: dict, presses: str) -> None:
 
 def deploy_through_presses(env: dict, policy: Path, out: Path, steps: int, presses: str) -> tuple[dict, list[dict]]:
     """Deploy for `steps`, press the e-stop as `presses` says once it commands, and check it ended well."""
-    # The e-stop is the subject here, not the watchdog: a sim arm starved of CPU on a busy machine may
-    # miss 0.5 s of states and trip the watchdog (a correct stop, exit 3), so it gets a longer timeout.
-    proc = start_deploy(env, policy, out, f"steps={steps}", "robot.watchdog.state_timeout=5")
+    proc = start_deploy(env, policy, out, f"steps={steps}", PATIENT)
     wait_for_commands(out, 5, proc)
     press_estop(env, presses)
     rc = proc.wait(timeout=60)
@@ -349,7 +353,7 @@ def test_wild_policy_never_leaves_the_limits(mode, roscore, arm, tmp_path):
 
     checkpoint = save_wild(tmp_path / "wild.safetensors", mode)
     arm()
-    rc, summary, rows, err = deploy(roscore, checkpoint, tmp_path / "out", "steps=60")
+    rc, summary, rows, err = deploy(roscore, checkpoint, tmp_path / "out", "steps=60", PATIENT)
     assert rc == 0, err
     assert_commands_within_limits(rows)
     reasons = "|".join(r["reasons"] for r in rows)
@@ -364,7 +368,7 @@ def test_exception_in_the_loop_holds_then_exits(roscore, arm, tmp_path):
 
     checkpoint = save_wild(tmp_path / "raise.safetensors", "raise")
     arm()
-    rc, summary, rows, err = deploy(roscore, checkpoint, tmp_path / "out", "steps=60")
+    rc, summary, rows, err = deploy(roscore, checkpoint, tmp_path / "out", "steps=60", PATIENT)
     assert rc == 1 and "policy failure injected" in err and "Traceback" not in err
     assert rows[-1]["status"] == "hold" and rows[-1]["reasons"].startswith("exception")
 
@@ -411,13 +415,13 @@ def test_bench_ros_quick(tmp_path):
     # The row measures the loop's rate, not the watchdog (tested above): on a loaded machine the driver
     # can be starved for the default 0.5 s, which stops the deploy as it should stop a real arm.
     result = run_process([sys.executable, "-m", "robo_rl.cli", "bench", "ros", "--transports", "rospy", "--rates", "",
-                             "--driver-rates", "100", "--driver-steps", "200", "--override", "robot.watchdog.state_timeout=5"],
+                             "--driver-rates", "100", "--driver-steps", "200", "--override", PATIENT],
                             cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
     folder = tmp_path / "benchmarks" / "results" / "ros"
     data = json.loads((folder / "rospy_20hz_driver100hz.json").read_text())
     assert data["steps"] == 200 and 0 < data["latency_ms"]["p50"] <= data["latency_ms"]["p99"]
-    assert data["overrides"] == ["robot.watchdog.state_timeout=5"]
+    assert data["overrides"] == [PATIENT]
     assert 0.8 * ROBOT.control_rate <= data["command_rate_hz"] <= 1.1 * ROBOT.control_rate
     assert data["dropped_states"] >= 2 * data["steps"] and 0.2 < data["window_speed_ratio"] <= 1.0
     assert_png_shows(folder / "latency.png", "C0", "C1")  # p50 and p99 bars
@@ -438,7 +442,7 @@ def test_commands_go_out_at_the_control_rate_whatever_the_driver_publishes(state
     faster than the velocity limit over any window, and neither does the arm itself."""
     speed = tmp_path / "speed.json"
     arm("--rate", str(state_rate), "--record-speed", str(speed))
-    rc, summary, rows, err = deploy(roscore, policy, tmp_path / "out", "steps=60")
+    rc, summary, rows, err = deploy(roscore, policy, tmp_path / "out", "steps=60", PATIENT)
     assert rc == 0, err
     measured = json.loads(speed.read_text())
     assert measured["ticks"] >= 2 * state_rate   # the node recorded at least the deploy's 3 s
@@ -491,7 +495,7 @@ def test_a_driver_without_stamps_needs_the_stamp_check_off(roscore, arm, policy,
     arm("--no-stamps")
     rc, line = deploy_refused(roscore, policy, tmp_path / "checked", "steps=20")
     assert rc == 3 and "no header stamp (robot.watchdog.stamps=ignore" in line
-    rc, summary, rows, err = deploy(roscore, policy, tmp_path / "ignored", "steps=20", "robot.watchdog.stamps=ignore")
+    rc, summary, rows, err = deploy(roscore, policy, tmp_path / "ignored", "steps=20", "robot.watchdog.stamps=ignore", PATIENT)
     assert rc == 0 and summary["steps"] == 20 and summary["stale_states"] == 0, err
 
 
@@ -513,12 +517,12 @@ def test_another_publisher_on_the_command_topic(roscore, arm, policy, tmp_path):
         rc, line = deploy_refused(roscore, policy, tmp_path / "refused", "steps=20")
         assert rc == 1 and line.endswith(
             f"another node publishes on {ROBOT.command_topic}: /teleop; stop it, or set robot.command.share=true to share the topic")
-        rc, summary, _, err = deploy(roscore, policy, tmp_path / "shared", "steps=20", "robot.command.share=true")
+        rc, summary, _, err = deploy(roscore, policy, tmp_path / "shared", "steps=20", "robot.command.share=true", PATIENT)
         assert rc == 0 and summary["publisher_check"] == "off", err
     finally:
         stop(intruder)
     out = tmp_path / "running"
-    proc = start_deploy(roscore, policy, out, "steps=120")
+    proc = start_deploy(roscore, policy, out, "steps=120", PATIENT)
     wait_for_commands(out, 5, proc)
     command_topic_intruder(roscore, 2.5).wait(timeout=30)   # up for 2.5 s, then gone
     rc = proc.wait(timeout=60)
