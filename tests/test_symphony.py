@@ -278,3 +278,32 @@ def test_buffer_reward_normaliser_follows_the_rewards_in_the_buffer():
     fixed = _agent_with_data()[1]
     with pytest.raises(ValueError, match="reward_normaliser"):
         Symphony(fixed.observation_space, fixed.action_space, {**SMALL, "reward_normaliser": "sometimes"})
+
+
+def test_each_piece_stand_in_of_the_cost_benchmark_changes_the_update_and_is_undone():
+    """`robo-rl bench throughput` times the update with one piece swapped out: each swap must really
+    change what the update computes (a stand-in patched under a wrong name would time the full update),
+    and the original must be back afterwards."""
+    from robo_rl.agents.symphony import ReSine
+    from robo_rl.bench.throughput import swapped, symphony_pieces
+
+    originals = (Symphony._target_soft, ReSine.forward, torch.nn.functional.layer_norm)
+
+    def gradient(overrides, patch):
+        config = {**SMALL, **{o.split("=")[0].removeprefix("agent."): float(o.split("=")[1]) for o in overrides}}
+        _, agent, replay = _agent_with_data(config=config)
+        agent.train_step(replay)
+        batch = replay.gather(np.arange(24))
+        torch.manual_seed(3)  # the same noise and dropout masks for every variant
+        agent.optimizer.zero_grad()
+        with swapped(patch):
+            loss, _ = agent.loss(batch)
+            loss.backward()
+        return agent.optimizer.flat_grad.clone()
+
+    pieces = {label: piece for label, piece in symphony_pieces().items() if "head" not in label}
+    full = gradient(*pieces.pop("full update"))
+    assert torch.equal(full, gradient([], None))   # the comparison itself is deterministic
+    for label, (overrides, patch) in pieces.items():
+        assert not torch.allclose(gradient(overrides, patch), full), label
+    assert (Symphony._target_soft, ReSine.forward, torch.nn.functional.layer_norm) == originals

@@ -10,7 +10,10 @@ Measures, in one process:
       (c) Symphony with SAC's widths, batch and updates per step (`agent=symphony_cpu`);
       (d) Symphony with the paper's configuration (`agent=symphony`);
   * FLOPs per update (torch's FLOP counter) and the fraction of this machine's measured fp32
-    matmul peak that each training loop achieves.
+    matmul peak that each training loop achieves;
+  * what each of Symphony's pieces costs at matched compute: the `symphony_cpu` update with one piece
+    at a time swapped for a cheap stand-in of the same shapes, timed round-robin with the full update
+    and with the suite's SAC update (same batch and widths).
 Results go to benchmarks/results/throughput.json, one entry per measurement; entries already there
 are skipped (use --force to measure again), so the file can grow over several sittings. Speed
 comparisons are only meaningful as ratios between entries measured on the same machine.
@@ -18,11 +21,12 @@ comparisons are only meaningful as ratios between entries measured on the same m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -194,6 +198,81 @@ def train_robo_rl(name: str, overrides: list[str], warmup: int, steps: int, env_
             "gflops_per_second": flops * updates * steps / seconds / 1e9}
 
 
+def _unsorted_target(agent: Any, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """Symphony's target value without sorting the critic's outputs (the weights applied as they come)."""
+    return agent.target_critic(torch.cat([obs, action], dim=-1)) @ agent.nets.q_weights.unsqueeze(-1)
+
+
+def symphony_pieces() -> dict[str, tuple[list[str], tuple[Any, str, Any] | None]]:
+    """Label -> (config overrides, (owner, attribute, stand-in) patched while that variant runs)."""
+    from robo_rl.agents.symphony import ReSine, Symphony
+
+    return {
+        "full update": ([], None),
+        "no sort of the target critic's outputs": ([], (Symphony, "_target_soft", _unsorted_target)),
+        "ReLU in place of ReSine": ([], (ReSine, "forward", lambda self, x: torch.relu(x))),
+        "no LayerNorm": ([], (torch.nn.functional, "layer_norm", lambda x, shape: x)),
+        "no gradient dropout": (["agent.gradient_dropout=0"], None),
+        "one critic head instead of three": (["agent.critic_heads=1"], None),
+    }
+
+
+@contextlib.contextmanager
+def swapped(patch: tuple[Any, str, Any] | None) -> Iterator[None]:
+    """Within the block, `owner.attribute` is the stand-in; restored afterwards, whatever happens."""
+    if patch is None:
+        yield
+        return
+    owner, name, stand_in = patch
+    saved = getattr(owner, name)  # a typo in the name fails here instead of timing the full update
+    setattr(owner, name, stand_in)
+    try:
+        yield
+    finally:
+        setattr(owner, name, saved)
+
+
+def _random_replay(agent: Any, size: int) -> Any:
+    from robo_rl.replay import ReplayBuffer
+
+    obs_dim = agent.observation_space.shape[0]
+    replay = ReplayBuffer((obs_dim,), agent.action_dim, capacity=size, keep_terminals=True)
+    for _ in range(size):
+        replay.add(np.random.randn(obs_dim), np.random.uniform(-1, 1, agent.action_dim), 1.0, np.random.randn(obs_dim), False)
+    return replay
+
+
+def symphony_piece_costs(updates: int, rounds: int) -> dict[str, Any]:
+    """ms per update of `symphony_cpu`, whole and with each piece swapped out, and of `sac`; all timed
+    round-robin on one thread, the fastest round kept (the difference to the full update is the piece's cost)."""
+    from robo_rl.envs import env_config, make_env
+
+    env = make_env(env_config("mujoco", "HalfCheetah-v5"), seed=0)
+    variants = {label: ("symphony_cpu", overrides, patch) for label, (overrides, patch) in symphony_pieces().items()}
+    variants["sac (same batch and widths)"] = ("sac", [], None)
+
+    def timed(agent: Any, replay: Any, patch: tuple[Any, str, Any] | None, n: int) -> float:
+        with swapped(patch):
+            start = time.perf_counter()
+            for _ in range(n):
+                agent.train_step(replay)
+            return (time.perf_counter() - start) / n * 1e3
+
+    built = {}
+    for label, (name, overrides, patch) in variants.items():
+        agent = agent_from_config(name, overrides, env)
+        replay = _random_replay(agent, 4096)
+        timed(agent, replay, patch, 10)  # first calls set up (Symphony tiles its buffer) and warm caches
+        built[label] = (agent, replay, patch)
+    ms: dict[str, list[float]] = {label: [] for label in variants}
+    for _ in range(rounds):
+        for label, (agent, replay, patch) in built.items():
+            ms[label].append(timed(agent, replay, patch, updates))
+    best = {label: min(values) for label, values in ms.items()}
+    return {"ms_per_update": best, "rounds_ms": {k: [round(v, 2) for v in vs] for k, vs in ms.items()},
+            "updates": updates, "threads": torch.get_num_threads(), "steps_per_second": 0.0}
+
+
 def cases(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
     env_steps, px_steps = (500, 100) if quick else (10_000, 1_000)
     warmup, train_steps = (300, 200) if quick else (1_000, 2_000)
@@ -214,6 +293,7 @@ def cases(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
         "symphony_cpu", compile_flag, warmup, train_steps)
     table["train/symphony/HalfCheetah-v5/robo_rl_loop"] = lambda: train_robo_rl(
         "symphony", compile_flag, warmup, max(50, train_steps // 10))
+    table["pieces/symphony_cpu/HalfCheetah-v5"] = lambda: symphony_piece_costs(*((5, 1) if quick else (200, 5)))
     return table
 
 
@@ -242,6 +322,14 @@ def report(results: dict[str, Any]) -> str:
         rounds = ", ".join(f"{v:.0f}" for v in entry.get("rounds_steps_per_second", [sps]))
         lines.append(f"| {name.split('/')[1]} ({name.split('/')[-1]}) | {sps:.0f} | {ratio} | {rounds} | {gflop} | "
                      f"{entry.get('updates_per_step', 1)} | {share} |")
+    pieces = entries.get("pieces/symphony_cpu/HalfCheetah-v5")
+    if pieces:
+        full = pieces["ms_per_update"]["full update"]
+        lines += ["", f"| symphony_cpu update (torch threads: {pieces['threads']}; fastest of {len(next(iter(pieces['rounds_ms'].values())))} rounds) "
+                  "| ms per update | vs full update | the piece costs |", "|---|---:|---:|---:|"]
+        for label, value in pieces["ms_per_update"].items():
+            cost = "-" if label == "full update" or label.startswith("sac") else f"{100 * (full - value) / full:.0f}%"
+            lines.append(f"| {label} | {value:.1f} | {value / full:.2f}x | {cost} |")
     if peak:
         lines.append(f"\nMeasured fp32 matmul peak: {peak:.0f} GFLOP/s ({entries['machine/matmul_peak_fp32']['threads']} threads).")
     return "\n".join(lines)
@@ -264,7 +352,8 @@ def main(args: list[str]) -> None:
         raise ConfigError(f"--rounds must be >= 1, got {opts.rounds}")
     path = results_dir() / "throughput.json" if opts.out is None else opts.out
     results = json.loads(open(path).read()) if os.path.exists(path) and not opts.quick else {"entries": {}}
-    results["machine"] = machine_info()
+    # the file's machine line describes the sitting that started it; every entry also records its own
+    results.setdefault("machine", machine_info())
     wanted = [w for w in opts.only.split(",") if w] or [""]
     pending = {name: measure for name, measure in cases(opts.quick).items()
             if any(w in name for w in wanted) and (name not in results["entries"] or opts.force)}
@@ -273,12 +362,14 @@ def main(args: list[str]) -> None:
     for round_index in range(rounds):
         for name, measure in pending.items():
             if measured.get(name) and not name.startswith("train/"):
-                continue  # env rows and the matmul peak are measured once
+                continue  # env rows, the matmul peak and the piece costs (rounds of their own) are measured once
             print(f"bench throughput: {name} (round {round_index + 1}/{rounds}) ...", flush=True)
             measured.setdefault(name, []).append(measure())
             entry = best_entry(measured[name])
             results["entries"][name] = entry
-            shown = f"{entry['gflops']:.0f} GFLOP/s" if "gflops" in entry else f"{entry['steps_per_second']:.0f} steps/s"
+            shown = (f"{entry['gflops']:.0f} GFLOP/s" if "gflops" in entry else
+                     f"{entry['ms_per_update']['full update']:.1f} ms per update" if "ms_per_update" in entry else
+                     f"{entry['steps_per_second']:.0f} steps/s")
             print(f"bench throughput: {name}: {shown}", flush=True)
             write_json(path, results)
     write_json(path, results)
@@ -293,4 +384,5 @@ def best_entry(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     entry = dict(max(rounds, key=lambda e: e.get("steps_per_second", 0.0)))
     entry["rounds_steps_per_second"] = [round(e.get("steps_per_second", 0.0), 2) for e in rounds]
     entry["measured"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    entry["machine"] = machine_info()
     return entry
