@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import gc
-import json
 import queue
 import sys
 import threading
@@ -39,6 +38,7 @@ from robo_rl.real_robot.adapter import Adapter, JointReading, StateError, check_
 from robo_rl.real_robot.robot import RobotConfig, robot_config
 from robo_rl.real_robot.safety import Command, SafetyLayer, make_workspace
 from robo_rl.real_robot.transport import LOG, Transport, TransportError, make_transport
+from robo_rl.logger import write_json
 
 EXIT_WATCHDOG = 3
 ESTOP_QUEUE = 32   # e-stop messages kept while the callback runs (states keep only the newest)
@@ -389,7 +389,7 @@ class DeployLoop:
             "final_positions": None if self.last_reading is None else self.last_reading.positions.tolist(),
             "final_goal_distance": None if self.last_reading is None else self.adapter.goal_distance(self.last_reading),
         }
-        (self.out / "deploy.json").write_text(json.dumps(summary, indent=1) + "\n")
+        write_json(self.out / "deploy.json", summary, indent=1)
         return summary
 
 

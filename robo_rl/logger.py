@@ -138,9 +138,10 @@ class ProgressBar:
             self.progress.stop()
 
 
-def write_json(path: str | Path, data: Any) -> None:
-    """Write JSON atomically (temp file + rename)."""
+def write_json(path: str | Path, data: Any, indent: int = 2) -> None:
+    """Write JSON atomically (temp file + rename): a crash mid-write never leaves a truncated file that a
+    rerun would take for a finished result."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.write_text(json.dumps(data, indent=indent) + "\n")
     tmp.replace(path)

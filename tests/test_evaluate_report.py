@@ -94,3 +94,29 @@ def test_progress_off_a_terminal_prints_plain_lines_every_few_thousand_steps():
     silent = io.StringIO()
     ProgressBar(100, enabled=False, stream=silent).update(100)
     assert silent.getvalue() == ""
+
+
+def test_benchmark_result_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A crash between writing and renaming leaves no result file a rerun would take as finished."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    from robo_rl.bench import run_grid
+
+    opts = argparse.Namespace(tasks="T", agents="a", seeds="0", steps=10)
+    path_of = lambda task, agent, seed: tmp_path / f"{task}__{agent}__s{seed}.json"  # noqa: E731
+    real_replace = Path.replace
+
+    def crash(self, target):
+        raise KeyboardInterrupt("killed before the rename")
+
+    monkeypatch.setattr(Path, "replace", crash)
+    try:
+        run_grid("t", opts, {"T": "t"}, path_of, lambda task, agent, seed: {"score": 1.0})
+    except KeyboardInterrupt:
+        pass
+    assert not path_of("T", "a", 0).exists()
+    monkeypatch.setattr(Path, "replace", real_replace)
+    run_grid("t", opts, {"T": "t"}, path_of, lambda task, agent, seed: {"score": 2.0})
+    assert json.loads(path_of("T", "a", 0).read_text()) == {"score": 2.0}

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from robo_rl.logger import write_json
+
 BENCHMARKS = {"throughput": "robo_rl.bench.throughput", "learn": "robo_rl.bench.learn", "ros": "robo_rl.bench.ros",
               "fas": "robo_rl.bench.fas", "rewards": "robo_rl.bench.rewards", "ads": "robo_rl.bench.ads",
               "mbtl": "robo_rl.bench.mbtl", "l2m": "robo_rl.bench.l2m"}
@@ -104,14 +106,12 @@ def run_grid(name: str, opts: argparse.Namespace, tasks: Mapping[str, str], path
                     print(f"bench {name}: {path.name} done, skipped")
                     continue
                 print(f"bench {name}: {task} {agent} seed {seed}, {opts.steps} steps", flush=True)
-                path.write_text(json.dumps(run(task, agent, seed), indent=1) + "\n")
+                write_json(path, run(task, agent, seed), indent=1)
 
 
 def run_piece(name: str, path: Path, label: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
     """Run one piece of a benchmark and write its result file atomically, unless that file exists;
     returns the new result (None when skipped)."""
-    from robo_rl.logger import write_json
-
     if path.exists():
         print(f"bench {name}: {path.name} done, skipped")
         return None
@@ -122,12 +122,12 @@ def run_piece(name: str, path: Path, label: str, run: Callable[[], dict[str, Any
 
 
 def run_unit(name: str, path: Path, label: str, steps: int, run: Callable[[], dict[str, Any]]) -> None:
-    """Run one unit of a benchmark and write its result file, unless that file already holds >= `steps`."""
+    """Run one unit of a benchmark and write its result file atomically, unless that file already holds >= `steps`."""
     if path.exists() and json.loads(path.read_text()).get("steps", 0) >= steps:
         print(f"bench {name}: {path.name} done, skipped")
         return
     print(f"bench {name}: {label}, {steps} steps", flush=True)
-    path.write_text(json.dumps(run(), indent=1) + "\n")
+    write_json(path, run(), indent=1)
 
 
 def run_benchmark(name: str, args: list[str]) -> None:

@@ -36,6 +36,7 @@ import numpy as np
 from robo_rl.bench import (FINAL_NOTE, RUN_DEFAULTS, SEEDS_NOTE, final_point, final_return, per_seed, results_dir, run_piece, run_unit,
                            write_summary)
 from robo_rl.config import ConfigError
+from robo_rl.logger import write_json
 
 WORK = Path("runs") / "bench" / "rewards"
 CAMERAS = ["corner", "corner2"]
@@ -416,7 +417,7 @@ def agent_run(task: str, reward: str, opts: argparse.Namespace, features: Path) 
         result = learn(task, reward, 0, opts.steps, model, opts.override)
         learn_file = results_dir() / "rewards" / f"learn__{task}__{reward}__s0.json"
         if not learn_file.exists():
-            learn_file.write_text(json.dumps(result, indent=1) + "\n")
+            write_json(learn_file, result, indent=1)
     return run_dir
 
 
@@ -463,7 +464,7 @@ def main(args: list[str]) -> None:
                     print(f"bench rewards: {path.name} done, skipped")
                     continue
                 print(f"bench rewards: reward quality on {task}", flush=True)
-                path.write_text(json.dumps(quality(task, tasks, opts.demos, opts.train_demos, features, opts.model_steps), indent=1) + "\n")
+                write_json(path, quality(task, tasks, opts.demos, opts.train_demos, features, opts.model_steps), indent=1)
         if opts.part == "robustness":   # not part of "all": it needs tasks with an articulated object
             for task in mine:
                 run_piece("rewards", folder / f"robustness__{task}.json", f"robustness of the learned rewards on {task}",

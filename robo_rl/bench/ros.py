@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from robo_rl.bench import results_dir, write_summary
+from robo_rl.logger import write_json
 
 
 def _peer_script() -> Path:
@@ -199,7 +200,7 @@ def main(args: list[str]) -> None:
                     continue
                 print(f"bench ros: {transport}, control {control:g} Hz, driver {driver:g} Hz, {steps} steps", flush=True)
                 result = run_one(transport, control, driver, steps, Path(tmp), opts.override)
-                path.write_text(json.dumps(result, indent=1) + "\n")
+                write_json(path, result, indent=1)
                 lat = result["latency_ms"]
                 print(f"bench ros: {result['command_rate_hz']:.1f} commands/s, p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, "
                       f"missed {result['missed_deadlines']}, peak speed {result['window_speed_ratio']:.2f} of the limit", flush=True)
