@@ -114,7 +114,7 @@ def test_bench_fas_quick_gives_every_arm_the_same_warmup_and_replaces_stale_resu
     config = yaml.safe_load((tmp_path / "runs" / "bench" / "fas" / "InvertedPendulum-v5__srl__s0__600__w300" / "config.yaml").read_text())
     assert config["threads"] == 1
     summary = (folder / "summary.md").read_text()
-    assert "| InvertedPendulum-v5 | srl (sequence) | 1 | 600 |" in summary and "first 300 of them" in summary
+    assert "| InvertedPendulum-v5 | srl (sequence) | 1 | 600 | 300 |" in summary
     assert_png_shows(folder / "InvertedPendulum-v5.png", "C0", "C1")
     # a result made under another warm-up is not kept beside the new ones: it is run again and replaced
     stale = json.loads((folder / "InvertedPendulum-v5__sb3_sac__s0.json").read_text())
@@ -132,8 +132,9 @@ def test_bench_fas_arms_and_bad_options_are_checked_before_any_run(tmp_path):
     assert arm_spec("sb3_sac_repeat4") == ("sb3_sac", ["env.action_repeat=4"], 4)
     assert arm_spec("sb3_sac") == ("sb3_sac", [], 1)
     bad = run_cli_batch([["bench", "fas", "--agents", "srl,sacc"], ["bench", "fas", "--agents", "sb3_sac_j8"],
-                         ["bench", "fas", "--warmup", "30000"], ["bench", "fas", "--intervals", "2,4"]], cwd=tmp_path)
-    for result, word in zip(bad, ("sacc", "sb3_sac_j8", "30000", "2,4")):
+                         ["bench", "fas", "--warmup", "30000"], ["bench", "fas", "--intervals", "2,4"],
+                         ["bench", "fas", "--tasks", "Reacher-v5,Hoper-v5"], ["bench", "fas", "--steps", "0"]], cwd=tmp_path)
+    for result, word in zip(bad, ("sacc", "sb3_sac_j8", "30000", "2,4", "Hoper-v5", "--steps")):
         assert result.returncode == 2 and word in result.stderr and len(result.stderr.strip().splitlines()) == 1, result
     assert not (tmp_path / "runs").exists()
 
@@ -148,3 +149,35 @@ def test_own_normalised_fas_is_undefined_for_a_run_that_did_not_learn():
     assert own_fas(run(5.0, 2.0, 2.0), random_return=6.0, sac_reference=1000.0) is None
     assert own_fas(run(40.0, 2.0, 2.0), 6.0, 1000.0) is None   # under 5% of SAC's gap above random
     assert own_fas(run(500.0, 500.0, 6.0), 6.0, 1000.0) == pytest.approx(fas_score([1, 2, 4], [500, 500, 6], 6, 500))
+
+
+def test_fas_report_compares_arms_only_under_one_budget_and_warmup(tmp_path, monkeypatch):
+    """A task's runs at another budget form their own block with their own SAC reference, and a run at
+    one budget does not hide another task's rows (each task keeps its own budget)."""
+    from robo_rl.bench.fas import TASK_STEPS, report
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "benchmarks" / "results" / "fas"
+    folder.mkdir(parents=True)
+
+    def result(task, arm, steps, returns, warmup=5000):
+        run = {"task": task, "agent": arm, "seed": 0, "steps": steps, "warmup": warmup, "action_repeat": 1,
+               "intervals": [1, 2], "mode": "sequence" if arm == "srl" else "repeat", "random_return": 6.0,
+               "per_interval": [{"interval": t, "mean_return": r} for t, r in zip((1, 2), returns)]}
+        (folder / f"{task}__{arm}__{steps}__s0.json").write_text(json.dumps(run))
+
+    result("InvertedPendulum-v5", "sb3_sac", 20_000, (1000.0, 6.0))
+    result("InvertedPendulum-v5", "srl", 20_000, (1000.0, 1000.0))
+    result("InvertedPendulum-v5", "sb3_sac", 50_000, (500.0, 6.0))
+    result("InvertedPendulum-v5", "srl", 50_000, (250.0, 250.0))
+    result("Hopper-v5", "sb3_sac", TASK_STEPS["Hopper-v5"], (3000.0, 1000.0))
+    old = {"task": "Reacher-v5", "agent": "sb3_sac", "seed": 0, "steps": 20_000, "per_interval": []}   # no warm-up recorded
+    (folder / "Reacher-v5__sb3_sac__s0.json").write_text(json.dumps(old))
+    text = report()
+    # srl against SAC's 1000 at 20k: 1.00; against SAC's 500 at 50k: (250 - 6) / (500 - 6) = 0.49 at both rates
+    assert "| InvertedPendulum-v5 | srl (sequence) | 1 | 20000 | 5000 | 1.00 |" in text
+    assert "| InvertedPendulum-v5 | srl (sequence) | 1 | 50000 | 5000 | 0.49 |" in text
+    assert f"| Hopper-v5 | sb3_sac (repeat) | 1 | {TASK_STEPS['Hopper-v5']} | 5000 |" in text
+    assert "Reacher-v5" not in text.split("Return at each")[0] and "1 result file(s) made before" in text
+    assert (folder / "InvertedPendulum-v5__20000.png").is_file() and (folder / "InvertedPendulum-v5__50000.png").is_file()
+    assert (folder / "Hopper-v5.png").is_file()

@@ -1,10 +1,11 @@
 """`robo-rl bench fas`: Frequency-Averaged Score of SRL against SB3 SAC, under one protocol for every arm.
 
 Every (task, arm, seed) is one ordinary training run under runs/bench/fas/ (interrupted runs continue
-from their checkpoint), then an evaluation at the decision intervals `--intervals`. Every arm gets the
-same env-step budget `--steps` and the same warm-up `--warmup` (uniform random actions, or Symphony's
-exploration phase, before the first update); both are recorded in each result file, and a file made
-under other settings is run again and replaced. Each finished run writes
+from their checkpoint), then an evaluation at the decision intervals `--intervals`. Every arm of a task
+gets the same env-step budget (`--steps`, else the task's own in TASK_STEPS) and the same warm-up
+`--warmup` (uniform random actions, or Symphony's exploration phase, before the first update); both are
+recorded in each result file, and a file made under other settings is run again and replaced. The
+report compares arms only within one (task, budget, warm-up): each such group has its own SAC reference. Each finished run writes
 benchmarks/results/fas/<task>__<arm>__s<seed>.json; finished runs are skipped.
 
 Arms: an agent name (`sb3_sac`, `srl`, `symphony_cpu`, ...); `srl_j<J>`, SRL trained with J actions
@@ -18,6 +19,7 @@ much of what it can do survives slower decisions; a frame-skip arm's own fastest
 """
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from pathlib import Path
@@ -29,6 +31,10 @@ from robo_rl.bench import RUN_DEFAULTS, SEEDS_NOTE, grid_parser, results_dir, ru
 
 TASKS = {"InvertedPendulum-v5": "inverted_pendulum", "Hopper-v5": "hopper", "Reacher-v5": "reacher",
          "HalfCheetah-v5": "halfcheetah", "Walker2d-v5": "walker2d"}
+# Each task's env-step budget when --steps is not given: the two quick tasks at 20k, the locomotion
+# tasks (the paper's harder ones) at 50k, where SB3 SAC learns to move but has not converged.
+TASK_STEPS = {"InvertedPendulum-v5": 20_000, "Reacher-v5": 20_000, "Hopper-v5": 50_000, "HalfCheetah-v5": 50_000,
+              "Walker2d-v5": 50_000}
 DEFAULT_INTERVALS = "1,2,3,4,6,8,12,16"
 # The key that holds an agent's warm-up (random or untrained-actor steps before learning starts).
 WARMUP_KEY = {"symphony": "explore_steps", "symphony_cpu": "explore_steps", "symphony_budget": "explore_steps"}
@@ -120,7 +126,15 @@ def own_fas(run: dict[str, Any], random_return: float, sac_reference: float) -> 
     return run_fas(run, random_return, own)
 
 
-def report(steps: int, warmup: int) -> str:
+def protocols(results: list[dict[str, Any]]) -> list[tuple[str, int, int]]:
+    """The (task, env steps, warm-up) groups among the results, tasks in TASKS' order: arms are compared
+    only within one group, so every arm of a row block had the same budget and the same warm-up."""
+    order = list(TASKS)
+    return sorted({(r["task"], r["steps"], r["warmup"]) for r in results},
+                  key=lambda g: (order.index(g[0]) if g[0] in order else len(order), g[0], g[1], g[2]))
+
+
+def report() -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -131,20 +145,22 @@ def report(steps: int, warmup: int) -> str:
 
     folder = results_dir() / "fas"
     every = [json.loads(p.read_text()) for p in sorted(folder.glob("*__s*.json"))]
-    results = [r for r in every if current(r, steps, warmup)]
+    results = [r for r in every if "warmup" in r]   # files from before the warm-up was recorded are not shown
     stale = len(every) - len(results)
-    lines = [f"Every arm: {steps} env steps, the first {warmup} of them uniform random actions (Symphony: its "
-             f"exploration phase) before any update. {SEEDS_NOTE}", "",
-             "| task | arm | seeds | env steps | FAS vs SAC at tau=1: IQM | 95% CI | per seed | FAS vs own fastest: IQM "
-             "| per seed |", "|---|---|---:|---:|---:|---|---|---:|---|"]
+    groups = protocols(results)
+    lines = ["Within a task every arm has the same env steps and the same warm-up (uniform random actions, Symphony: "
+             "its exploration phase, before any update), both in the table; a task's rows under another budget form a "
+             f"block of their own with its own SAC reference. {SEEDS_NOTE}", "",
+             "| task | arm | seeds | env steps | warm-up | FAS vs SAC at tau=1: IQM | 95% CI | per seed | FAS vs own "
+             "fastest: IQM | per seed |", "|---|---|---:|---:|---:|---:|---|---|---:|---|"]
     every_tau = sorted({p["interval"] for r in results for p in r["per_interval"]})
-    returns_table = ["| task | arm | " + " | ".join(f"tau={t}" for t in every_tau) + " |",
-                     "|---|---|" + "---:|" * len(every_tau)]
-    for task in sorted({r["task"] for r in results}):
-        runs = [r for r in results if r["task"] == task]
+    returns_table = ["| task | arm | env steps | " + " | ".join(f"tau={t}" for t in every_tau) + " |",
+                     "|---|---|---:|" + "---:|" * len(every_tau)]
+    for task, steps, warmup in groups:
+        runs = [r for r in results if (r["task"], r["steps"], r["warmup"]) == (task, steps, warmup)]
         sac = [r for r in runs if r["agent"] == "sb3_sac"]
         if not sac:
-            lines.append(f"| {task} | (no SB3 SAC runs yet: no common reference) | | | | | | | |")
+            lines.append(f"| {task} | (no SB3 SAC runs yet: no common reference) | | {steps} | {warmup} | | | | | |")
             continue
         reference = float(np.mean([p["mean_return"] for r in sac for p in r["per_interval"] if p["interval"] == 1]))
         random_return = float(np.mean([r["random_return"] for r in runs]))
@@ -154,9 +170,9 @@ def report(steps: int, warmup: int) -> str:
             vs_sac = [run_fas(r, random_return, reference) for r in mine]
             vs_own = [own_fas(r, random_return, reference) for r in mine]
             (iqm_sac, ci_sac), (iqm_own, _) = _iqm_ci(vs_sac, aggregate), _iqm_ci(vs_own, aggregate)
-            lines.append(f"| {task} | {_label(mine[0])} | {len(mine)} | {mine[0]['steps']} | {iqm_sac} | {ci_sac} "
+            lines.append(f"| {task} | {_label(mine[0])} | {len(mine)} | {steps} | {warmup} | {iqm_sac} | {ci_sac} "
                          f"| {_seeds(vs_sac)} | {iqm_own} | {_seeds(vs_own)} |")
-            returns_table.append(f"| {task} | {_label(mine[0])} | " + " | ".join(
+            returns_table.append(f"| {task} | {_label(mine[0])} | {steps} | " + " | ".join(
                 _returns_at(mine, t) for t in every_tau) + " |")
             tau = mine[0]["intervals"]
             curves = np.array([[p["mean_return"] for p in r["per_interval"]] for r in mine])
@@ -166,10 +182,10 @@ def report(steps: int, warmup: int) -> str:
         ax.set_xscale("log", base=2)
         ax.set_xlabel("decision interval tau (primitive steps per decision)")
         ax.set_ylabel("episode return")
-        ax.set_title(f"{task}: mean over seeds, band min-max")
+        ax.set_title(f"{task}, {steps} env steps: mean over seeds, band min-max")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(folder / f"{task}.png", dpi=120)
+        fig.savefig(folder / plot_name(task, steps, groups), dpi=120)
         plt.close(fig)
     lines += ["", "Return at each decision interval: mean over seeds (per seed in brackets).", "", *returns_table, "",
               f"FAS: {DEFINITION}. Headline: R_ref = SB3 SAC's mean return at tau = 1 on the task (one scale for "
@@ -178,8 +194,13 @@ def report(steps: int, warmup: int) -> str:
               f"A run whose own fastest return is less than {OWN_MIN_SHARE:.0%} of SAC's way above random has no "
               "own-normalised FAS (-): it did not learn, and the ratio would be noise."]
     if stale:
-        lines += ["", f"({stale} result file(s) made under other settings are not shown; rerunning replaces them.)"]
+        lines += ["", f"({stale} result file(s) made before the warm-up was recorded are not shown; rerunning replaces them.)"]
     return write_summary("fas", folder, lines)
+
+
+def plot_name(task: str, steps: int, groups: list[tuple[str, int, int]]) -> str:
+    """<task>.png, or <task>__<steps>.png where the task has results under more than one budget."""
+    return f"{task}.png" if len({g[1] for g in groups if g[0] == task}) == 1 else f"{task}__{steps}.png"
 
 
 def _label(run: dict[str, Any]) -> str:
@@ -209,7 +230,7 @@ def _returns_at(runs: list[dict[str, Any]], tau: int) -> str:
 def main(args: list[str]) -> None:
     from robo_rl.config import ConfigError
 
-    parser = grid_parser("robo-rl bench fas", "InvertedPendulum-v5,Reacher-v5", "srl,sb3_sac", 20_000)
+    parser = grid_parser("robo-rl bench fas", "InvertedPendulum-v5,Reacher-v5", "srl,sb3_sac", None)
     parser.set_defaults(seeds="0,1,2,3,4")
     parser.add_argument("--warmup", type=int, default=5_000,
                         help="env steps of random actions before learning, the same for every arm")
@@ -222,15 +243,26 @@ def main(args: list[str]) -> None:
         raise ConfigError(f"--intervals: '{opts.intervals}' must be comma-separated integers") from None
     if 1 not in intervals or min(intervals) < 1:
         raise ConfigError(f"--intervals: '{opts.intervals}' must be >= 1 and include 1 (the reference rate)")
-    if not 0 <= opts.warmup < opts.steps:
-        raise ConfigError(f"--warmup: {opts.warmup} must be >= 0 and below --steps {opts.steps}")
+    tasks = opts.tasks.split(",")
+    bad = [task for task in tasks if task not in TASKS]
+    if bad:
+        raise ConfigError(f"--tasks: unknown task '{bad[0]}' (valid: {', '.join(TASKS)})")
+    if opts.steps is not None and opts.steps < 1:
+        raise ConfigError(f"--steps: {opts.steps} must be a positive number of env steps")
+    budget = {task: opts.steps or TASK_STEPS[task] for task in tasks}
+    for task in tasks:
+        if not 0 <= opts.warmup < budget[task]:
+            raise ConfigError(f"--warmup: {opts.warmup} must be >= 0 and below {task}'s budget of {budget[task]} steps")
     for arm in opts.agents.split(","):
         arm_spec(arm)
     folder = results_dir() / "fas"
     folder.mkdir(parents=True, exist_ok=True)
     if not opts.report:
-        run_grid("fas", opts, TASKS, lambda task, arm, seed: folder / f"{task}__{arm}__s{seed}.json",
-                 lambda task, arm, seed: run_one(task, arm, seed, opts.steps, opts.warmup, intervals, opts.episodes,
-                                                 opts.override),
-                 done=lambda path: path.exists() and current(json.loads(path.read_text()), opts.steps, opts.warmup))
-    print(report(opts.steps, opts.warmup))
+        for task in tasks:
+            steps = budget[task]
+            task_opts = argparse.Namespace(**{**vars(opts), "tasks": task, "steps": steps})
+            run_grid("fas", task_opts, TASKS, lambda task, arm, seed: folder / f"{task}__{arm}__s{seed}.json",
+                     lambda task, arm, seed: run_one(task, arm, seed, steps, opts.warmup, intervals, opts.episodes,
+                                                     opts.override),
+                     done=lambda path: path.exists() and current(json.loads(path.read_text()), steps, opts.warmup))
+    print(report())
