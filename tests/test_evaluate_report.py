@@ -1,5 +1,6 @@
 
 import numpy as np
+import pytest
 from conftest import assert_png_shows
 
 from robo_rl.evaluate import aggregate, evaluate
@@ -106,17 +107,13 @@ def test_benchmark_result_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
 
     opts = argparse.Namespace(tasks="T", agents="a", seeds="0", steps=10)
     path_of = lambda task, agent, seed: tmp_path / f"{task}__{agent}__s{seed}.json"  # noqa: E731
-    real_replace = Path.replace
-
     def crash(self, target):
         raise KeyboardInterrupt("killed before the rename")
 
-    monkeypatch.setattr(Path, "replace", crash)
-    try:
-        run_grid("t", opts, {"T": "t"}, path_of, lambda task, agent, seed: {"score": 1.0})
-    except KeyboardInterrupt:
-        pass
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "replace", crash)
+        with pytest.raises(KeyboardInterrupt):
+            run_grid("t", opts, {"T": "t"}, path_of, lambda task, agent, seed: {"score": 1.0})
     assert not path_of("T", "a", 0).exists()
-    monkeypatch.setattr(Path, "replace", real_replace)
     run_grid("t", opts, {"T": "t"}, path_of, lambda task, agent, seed: {"score": 2.0})
     assert json.loads(path_of("T", "a", 0).read_text()) == {"score": 2.0}

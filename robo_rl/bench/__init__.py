@@ -122,7 +122,7 @@ def run_piece(name: str, path: Path, label: str, run: Callable[[], dict[str, Any
 
 
 def run_unit(name: str, path: Path, label: str, steps: int, run: Callable[[], dict[str, Any]]) -> None:
-    """Run one unit of a benchmark and write its result file atomically, unless that file already holds >= `steps`."""
+    """Run one unit of a benchmark and write its result file atomically, unless that file holds >= `steps`."""
     if path.exists() and json.loads(path.read_text()).get("steps", 0) >= steps:
         print(f"bench {name}: {path.name} done, skipped")
         return

@@ -4,9 +4,9 @@ Every (task, arm, seed) is one ordinary training run under runs/bench/fas/ (inte
 from their checkpoint), then an evaluation at the decision intervals `--intervals`. Every arm of a task
 gets the same env-step budget (`--steps`, else the task's own in TASK_STEPS) and the same warm-up
 `--warmup` (uniform random actions, or Symphony's exploration phase, before the first update); both are
-recorded in each result file, and a file made under other settings is run again and replaced. The
-report compares arms only within one (task, budget, warm-up): each such group has its own SAC reference. Each finished run writes
-benchmarks/results/fas/<task>__<arm>__s<seed>.json; finished runs are skipped.
+recorded in each result file, and a file made under other settings is run again and replaced. Each
+finished run writes benchmarks/results/fas/<task>__<arm>__s<seed>.json; finished runs are skipped. The
+report compares arms only within one (task, budget, warm-up), each group with its own SAC reference.
 
 Arms: an agent name (`sb3_sac`, `srl`, `symphony_cpu`, ...); `srl_j<J>`, SRL trained with J actions
 per decision; `<agent>_repeat<k>`, the agent trained with `env.action_repeat=k` (frame skip), which
