@@ -13,6 +13,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 def _uniform(*shape: int, fan_in: int) -> nn.Parameter:
@@ -29,7 +30,8 @@ class BatchedMLP(nn.Module):
     separate nn.Sequential MLPs with the same weights (tested).
     """
 
-    def __init__(self, heads: int, inputs: int, hidden: tuple[int, ...] | list[int], outputs: int) -> None:
+    def __init__(self, heads: int, inputs: int, hidden: tuple[int, ...] | list[int], outputs: int,
+                 layer_norm: bool = False) -> None:
         super().__init__()
         if not hidden:
             raise ValueError("BatchedMLP needs at least one hidden layer")
@@ -37,6 +39,12 @@ class BatchedMLP(nn.Module):
         sizes = [self.inputs, *(int(h) for h in hidden), self.outputs]
         self.weights = nn.ParameterList(_uniform(heads, a, b, fan_in=a) for a, b in zip(sizes[:-1], sizes[1:]))
         self.biases = nn.ParameterList(_uniform(heads, 1, b, fan_in=a) for a, b in zip(sizes[:-1], sizes[1:]))
+        # LayerNorm after every hidden matmul, before the ReLU (RLPD's critic, Ball et al. 2023), with a
+        # gain and shift per head, as torch.nn.LayerNorm's defaults (1 and 0).
+        self.layer_norm = bool(layer_norm)
+        if self.layer_norm:
+            self.norm_gains = nn.ParameterList(nn.Parameter(torch.ones(heads, 1, int(h))) for h in hidden)
+            self.norm_shifts = nn.ParameterList(nn.Parameter(torch.zeros(heads, 1, int(h))) for h in hidden)
 
     def forward(self, x: torch.Tensor, detach_weights: bool = False) -> torch.Tensor:
         """x: (B, inputs) -> (heads, B, outputs). `detach_weights`: gradients reach x only (an actor's
@@ -46,25 +54,36 @@ class BatchedMLP(nn.Module):
         broadcast over heads, not copied), with ReLU in place: measured faster than a shared first matmul
         followed by a transpose, and than separate per-head matmuls."""
         weights, biases = list(self.weights), list(self.biases)
+        gains, shifts = (list(self.norm_gains), list(self.norm_shifts)) if self.layer_norm else ([], [])
         if detach_weights:
             weights, biases = [w.detach() for w in weights], [b.detach() for b in biases]
+            gains, shifts = [g.detach() for g in gains], [s.detach() for s in shifts]
         h = x.expand(self.heads, *x.shape)
         last = len(weights) - 1
         for i, (w, b) in enumerate(zip(weights, biases)):
             h = torch.baddbmm(b, h, w)
             if i < last:
+                if self.layer_norm:
+                    h = torch.addcmul(shifts[i], F.layer_norm(h, h.shape[-1:]), gains[i])
                 h = h.relu_()
         return h
 
     def head(self, k: int) -> nn.Sequential:
         """Head k as a plain nn.Sequential with copies of its weights (for tests and export)."""
         layers: list[nn.Module] = []
-        for w, b in zip(self.weights, self.biases):
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             linear = nn.Linear(w.shape[1], w.shape[2])
             with torch.no_grad():
                 linear.weight.copy_(w[k].T)
                 linear.bias.copy_(b[k, 0])
-            layers += [linear, nn.ReLU()]
+            layers.append(linear)
+            if self.layer_norm and i < len(self.weights) - 1:
+                norm = nn.LayerNorm(w.shape[2])
+                with torch.no_grad():
+                    norm.weight.copy_(self.norm_gains[i][k, 0])
+                    norm.bias.copy_(self.norm_shifts[i][k, 0])
+                layers.append(norm)
+            layers.append(nn.ReLU())
         return nn.Sequential(*layers[:-1])
 
 

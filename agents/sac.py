@@ -21,8 +21,18 @@ What makes it fast (same maths, fewer and larger ops; measured in `robo-rl bench
 torch.compile was measured on this update on CPUs and made it slower (graph breaks at backward and the
 optimiser steps; compiling the losses alone gained nothing), so it is not used; precision is fp32.
 
+Options for learning from few samples or from demonstrations (RLPD, Ball et al. 2023), all off by default,
+so that the defaults are the update above exactly (tested):
+  critics: E critic heads (2: the twin critics); target_critics: the target is the min over a random
+    subset of that many heads, drawn anew each update (RLPD: E = 10, subset 2);
+  layer_norm: LayerNorm after every hidden layer of the critic (RLPD);
+  utd: critic updates per env step, each on a fresh batch, the actor and the temperature once per env
+    step after the last of them;
+  backup_entropy: false drops -alpha log pi(a'|s') from the critic's target (the entropy stays in the actor's loss).
+
 SRL (agents/srl.py) builds on this class: it keeps the critic, entropy tuning, target update and
-update order, and replaces the actor and the actor's loss.
+update order, and replaces the actor and the actor's loss. The demo-seeded learner (agents/demo_sac.py)
+keeps all of it and adds demonstrations.
 """
 from __future__ import annotations
 
@@ -82,10 +92,19 @@ class SAC(Agent):
         if self.batch_size < 1 or not self.hidden or min(self.hidden) < 1:
             raise ValueError(f"agent.batch_size and agent.net_arch must be positive, got {self.batch_size}, {self.hidden}")
         self.device = resolve_device(str(c.get("device", "cpu")))
+        self.n_critics, self.target_critics = option(c, "critics", int, 2), option(c, "target_critics", int, 2)
+        self.layer_norm = bool(c.get("layer_norm", False))
+        self.utd = option(c, "utd", int, 1)
+        self.backup_entropy = bool(c.get("backup_entropy", True))
+        if not 1 <= self.target_critics <= self.n_critics:
+            raise ValueError(f"agent.target_critics must be in 1..agent.critics ({self.n_critics}), got {self.target_critics}")
+        if self.utd < 1:
+            raise ValueError(f"agent.utd must be >= 1, got {self.utd}")
 
         torch.manual_seed(self.seed)  # built on the CPU, then moved: the same seed gives the same weights anywhere
         self.actor = self.build_actor().to(self.device)
-        self.critic = BatchedMLP(2, self.obs_dim + self.action_dim, self.hidden, 1).to(self.device)
+        self.critic = BatchedMLP(self.n_critics, self.obs_dim + self.action_dim, self.hidden, 1,
+                                 layer_norm=self.layer_norm).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         # alpha starts at `initial_alpha` (1, as SB3's ent_coef "auto"; SB3's "auto_0.1" is initial_alpha 0.1)
         initial_alpha = option(c, "initial_alpha", float, 1.0)
@@ -137,8 +156,16 @@ class SAC(Agent):
 
     # --- learning -------------------------------------------------------------------------------
     def q_min(self, obs: torch.Tensor, action: torch.Tensor, detach_weights: bool = False, target: bool = False) -> torch.Tensor:
+        """The min over the critic heads (the actor's view), or over the target's chosen heads."""
         critic = self.critic_target if target else self.critic
-        return critic(torch.cat([obs, action], dim=-1), detach_weights=detach_weights).min(dim=0).values.squeeze(-1)
+        q = critic(torch.cat([obs, action], dim=-1), detach_weights=detach_weights)
+        if target and self.target_critics < self.n_critics:
+            q = q[self.target_heads()]
+        return q.min(dim=0).values.squeeze(-1)
+
+    def target_heads(self) -> torch.Tensor:
+        """A random subset of `target_critics` heads for one target (torch's RNG: checkpointed with the run)."""
+        return torch.randperm(self.n_critics)[: self.target_critics].to(self.device)
 
     @staticmethod
     def _step(loss: torch.Tensor, params: Any, optimizer: torch.optim.Optimizer) -> None:
@@ -146,31 +173,40 @@ class SAC(Agent):
         loss.backward()
         optimizer.step()
 
-    def update(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, next_obs: torch.Tensor,
-               terminated: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One SAC update on a batch (rewards and terminated flags as (B,) vectors)."""
-        metrics = self.other_losses({"obs": obs, "action": action, "next_obs": next_obs})
-        alpha = self.log_alpha.exp().detach()
+    def critic_target_value(self, reward: torch.Tensor, next_obs: torch.Tensor, terminated: torch.Tensor,
+                            alpha: torch.Tensor) -> torch.Tensor:
+        """y = r + gamma (1 - terminated) [min Q'(s', a') - alpha log pi(a'|s')] (the entropy term optional)."""
         with torch.no_grad():
             next_action, next_log_prob = self.next_action(next_obs)
-            soft_value = self.q_min(next_obs, next_action, target=True) - alpha * next_log_prob
-            target = reward + self.gamma * (1.0 - terminated) * soft_value
-        q = self.critic(torch.cat([obs, action], dim=-1)).squeeze(-1)  # (2, B)
-        critic_loss = (q - target).pow(2).mean()  # = 1/2 (mse_1 + mse_2): both heads see B samples
+            value = self.q_min(next_obs, next_action, target=True)
+            if self.backup_entropy:
+                value = value - alpha * next_log_prob
+            return reward + self.gamma * (1.0 - terminated) * value
+
+    def update(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, next_obs: torch.Tensor,
+               terminated: torch.Tensor, update_actor: bool = True) -> dict[str, torch.Tensor]:
+        """One SAC update on a batch (rewards and terminated flags as (B,) vectors); `update_actor` false:
+        the critic and its target only (the first utd - 1 updates of an env step)."""
+        metrics = self.other_losses({"obs": obs, "action": action, "next_obs": next_obs})
+        alpha = self.log_alpha.exp().detach()
+        target = self.critic_target_value(reward, next_obs, terminated, alpha)
+        q = self.critic(torch.cat([obs, action], dim=-1)).squeeze(-1)  # (E, B)
+        critic_loss = (q - target).pow(2).mean()  # = 1/2 (mse_1 + mse_2) for twins: every head sees B samples
         self._step(critic_loss, self.critic_params, self.critic_opt)
 
-        actor_loss, log_prob = self.policy_loss(obs, alpha)
-        self._step(actor_loss, self.actor_params, self.actor_opt)
+        if update_actor:
+            actor_loss, log_prob = self.policy_loss(obs, alpha)
+            self._step(actor_loss, self.actor_params, self.actor_opt)
 
-        alpha_loss = -(self.log_alpha * (log_prob + self.target_entropy)).mean()
-        self.log_alpha.grad.zero_()
-        alpha_loss.backward()
-        self.alpha_opt.step()
+            alpha_loss = -(self.log_alpha * (log_prob + self.target_entropy)).mean()
+            self.log_alpha.grad.zero_()
+            alpha_loss.backward()
+            self.alpha_opt.step()
+            metrics.update(actor_loss=actor_loss.detach(), entropy=-log_prob.mean())
 
         with torch.no_grad():
             self.target_params.flat.lerp_(self.critic_params.flat, self.tau)
-        metrics.update(critic_loss=critic_loss.detach(), actor_loss=actor_loss.detach(), alpha=alpha[0],
-                       entropy=-log_prob.mean())
+        metrics.update(critic_loss=critic_loss.detach(), alpha=alpha[0])
         return metrics
 
     def sample(self, replay: Any) -> dict[str, torch.Tensor]:
@@ -185,9 +221,10 @@ class SAC(Agent):
         return batch
 
     def train_step(self, replay: Any) -> dict[str, torch.Tensor]:
-        b = self.sample(replay)
-        metrics = self.update(b["obs"].float(), b["action"], b["reward"].view(-1), b["next_obs"].float(),
-                               b["terminated"].view(-1))
+        for i in range(self.utd):
+            b = self.sample(replay)
+            metrics = self.update(b["obs"].float(), b["action"], b["reward"].view(-1), b["next_obs"].float(),
+                                  b["terminated"].view(-1), update_actor=i == self.utd - 1)
         self.updates += 1
         return metrics
 

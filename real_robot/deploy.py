@@ -43,6 +43,7 @@ from robo_rl.logger import write_json
 EXIT_WATCHDOG = 3
 ESTOP_QUEUE = 32   # e-stop messages kept while the callback runs (states keep only the newest)
 PUBLISHER_CHECK_PERIOD = 1.0   # s between two looks at the master's publishers on the command topic
+FOREIGN_PUBLISHER = "another publisher on"   # the start of the hold reason while another node commands the arm
 
 
 class DeployError(RuntimeError):
@@ -90,21 +91,23 @@ class CommandLog:
     def __init__(self, path: Path, joints: tuple[str, ...]) -> None:
         self._file = path.open("w", newline="")
         self._writer = csv.writer(self._file)
-        self._writer.writerow(["time", "step", "status", "kind", "reasons", "latency_ms", "goal_distance", *joints])
+        # time: wall clock when the row was logged; sent_at: the monotonic time the safety layer judged the
+        # command at (its send time), the clock its limits hold in (rows can be checked pair by pair with it)
+        self._writer.writerow(["time", "sent_at", "step", "status", "kind", "reasons", "latency_ms", "goal_distance", *joints])
         self._file.flush()
         self._rows: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._drain, name="command-log", daemon=True)
         self._thread.start()
 
     def write(self, step: int, status: str, cmd: Command, latency: float | None, distance: float | None) -> None:
-        self._rows.put((time.time(), step, status, cmd.kind, "|".join(cmd.reasons), latency, distance, cmd.values.copy()))
+        self._rows.put((time.time(), cmd.time, step, status, cmd.kind, "|".join(cmd.reasons), latency, distance, cmd.values.copy()))
 
     def _drain(self) -> None:
         while (row := self._rows.get()) is not None:
-            stamp, step, status, kind, reasons, latency, distance, values = row
-            self._writer.writerow([f"{stamp:.6f}", step, status, kind, reasons,
+            stamp, sent_at, step, status, kind, reasons, latency, distance, values = row
+            self._writer.writerow([f"{stamp:.6f}", "" if sent_at is None else f"{sent_at:.9f}", step, status, kind, reasons,
                                    "" if latency is None else f"{1e3 * latency:.4f}",
-                                   "" if distance is None else f"{distance:.5f}", *(f"{v:.6f}" for v in values)])
+                                   "" if distance is None else f"{distance:.5f}", *(f"{v:.9f}" for v in values)])
             self._file.flush()
 
     def close(self) -> None:
@@ -138,6 +141,7 @@ class DeployLoop:
         self.publisher_check = "off"            # made | off (shared or dry run) | unavailable (the transport cannot tell)
         self._monitor_stop = threading.Event()
         self.holding: str | None = None     # why the arm is held now (None: policy in control)
+        self.moved_by_other = False         # another node commanded the arm during this hold
         self.last_reading: JointReading | None = None
 
     # --- messages ---------------------------------------------------------------------------------
@@ -212,6 +216,8 @@ class DeployLoop:
                 self.counts["holds"] += 1
                 self._send(step, self.safety.hold(reason, time.perf_counter()), received, None)
             self.holding = reason
+            # held because another node commands the arm: it may move it, so the resume starts from where it is
+            self.moved_by_other = self.moved_by_other or reason.startswith(FOREIGN_PUBLISHER)
 
     # --- the loop -----------------------------------------------------------------------------------
     def _start(self) -> tuple[int, JointReading]:
@@ -331,11 +337,11 @@ class DeployLoop:
                 with self._send_lock:
                     if self._hold_reason():   # pressed (or intruded) while this tick was being prepared
                         continue
-                    if self.holding is not None:    # back from a hold: start again from where the arm is
-                        self.safety.start(reading.positions, time.perf_counter())
+                    if self.holding is not None:    # back from a hold: limited against the hold (see safety.py)
+                        self.safety.resume(reading.positions, time.perf_counter(), moved_by_other=self.moved_by_other)
                         if hasattr(self.agent, "begin_episode"):   # and drop any action sequence planned before
                             self.agent.begin_episode()
-                        self.holding = None
+                        self.holding, self.moved_by_other = None, False
                     self.last_reading = reading
                     distance = self.adapter.goal_distance(reading)
                     if stop_at_goal and distance is not None and distance < goal_tolerance:
@@ -364,7 +370,7 @@ class DeployLoop:
         if self.estop.is_set():
             return "e-stop"
         if self.intruders:
-            return f"another publisher on {self.robot.command_topic}: {', '.join(self.intruders)}"
+            return f"{FOREIGN_PUBLISHER} {self.robot.command_topic}: {', '.join(self.intruders)}"
         return None
 
     def _emergency_hold(self, step: int, exc: BaseException) -> None:

@@ -58,6 +58,20 @@ def start_sim_arm(env: dict, *flags: str) -> subprocess.Popen:
     return start_process([sys.executable, "-m", "robo_rl.real_robot.sim_arm_node", *flags], env, "sim_arm: publishing")
 
 
+# An e-stop toggled true/false at 100 messages/s for 2 s, then released: the stress of a bouncing button.
+ESTOP_TOGGLING = "for k in range(200): p.publish(Bool(k % 2 == 0)); time.sleep(0.01)\np.publish(Bool(False))"
+
+
+def press_estop(env: dict, presses: str, topic: str = "/robo_rl/estop") -> None:
+    """A ROS node of its own publishes on the e-stop topic: `presses` is Python run with `p`, its publisher."""
+    script = ("import sys, time; sys.path.append('/usr/lib/python3/dist-packages'); import rospy; from std_msgs.msg import Bool;"
+              f"rospy.init_node('estop_button', anonymous=True); p = rospy.Publisher('{topic}', Bool, queue_size=2);"
+              # ROS 1 delivers only to subscribers already connected: wait for deploy's, however busy the machine
+              "deadline = time.time() + 20\nwhile p.get_num_connections() == 0 and time.time() < deadline: time.sleep(0.01)\n"
+              f"time.sleep(0.2)\n{presses}\ntime.sleep(0.5)")
+    subprocess.run([sys.executable, "-c", script], env=env, timeout=60, check=True)
+
+
 def kill_leftovers(home: str | Path) -> int:
     """Kill processes whose command line names `home` (nodes a killed roscore left orphaned)."""
     mark, killed = str(Path(home)), 0

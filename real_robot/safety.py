@@ -18,7 +18,13 @@ period at that velocity cannot leave the position limits (this bound wins over t
 limit), then the workspace check on the predicted pose.
 
 A hold is the last commanded target (position mode) or zero velocity (velocity mode): a stop, which
-may brake harder than the acceleration limit; everything else stays inside every limit.
+may brake harder than the acceleration limit; everything else stays inside every limit. After a hold the
+layer's reference is the arm standing at the hold target, timed at the hold's send time: the first command
+after it accelerates from rest within acceleration * dt, dt the real time since the hold went out, whatever
+the arm did before the hold (`resume`). So the promise holds over every pair of consecutive commands sent,
+holds included. The one exception is a hold while another node commanded the arm (`resume` with
+moved_by_other): that node may have moved it, so the layer starts again from the measured pose, at rest.
+Every command, hold or not, carries the monotonic time the layer judged it at (`Command.time`).
 """
 from __future__ import annotations
 
@@ -35,6 +41,7 @@ class Command:
     kind: str                    # "position" | "velocity"
     hold: bool = False
     reasons: list[str] = field(default_factory=list)   # which limits acted on this command
+    time: float | None = None    # the monotonic time the layer judged it at (its send time; None: not given)
 
 
 class Workspace:
@@ -91,12 +98,20 @@ class SafetyLayer:
         return max(now - self.last_time, 0.0)
 
     def hold(self, reason: str, now: float | None = None) -> Command:
+        """A stop; from here on the reference is the arm standing at the hold target, at time `now`."""
         self.last_velocity = np.zeros_like(self.limits.low)
         if now is not None:
             self.last_time = now
         if self.kind == "position":
-            return Command(self.last_target.copy(), "position", hold=True, reasons=[reason])
-        return Command(np.zeros_like(self.limits.low), "velocity", hold=True, reasons=[reason])
+            return Command(self.last_target.copy(), "position", hold=True, reasons=[reason], time=now)
+        return Command(np.zeros_like(self.limits.low), "velocity", hold=True, reasons=[reason], time=now)
+
+    def resume(self, measured: np.ndarray, now: float | None = None, moved_by_other: bool = False) -> None:
+        """Back from a hold. The reference stays the hold (its target, at rest, at its send time), so the
+        next command is limited against it; only when another node may have moved the arm meanwhile does
+        the layer start again from the measured pose, at rest, at `now`."""
+        if moved_by_other:
+            self.start(measured, now)
 
     def filter(self, request: np.ndarray, measured: np.ndarray, now: float | None = None) -> Command:
         """The safe command for a requested target (position) or velocity (velocity mode), to be sent at
@@ -111,9 +126,9 @@ class SafetyLayer:
         self.dt = min(self.elapsed, self.period)
         if now is not None:
             self.last_time = now
-        if self.kind == "position":
-            return self._position(request, measured)
-        return self._velocity(request, measured)
+        cmd = self._position(request, measured) if self.kind == "position" else self._velocity(request, measured)
+        cmd.time = now
+        return cmd
 
     def _limit_velocity(self, velocity: np.ndarray, reasons: list[str]) -> np.ndarray:
         lim = self.limits

@@ -225,3 +225,56 @@ def progress_labels(demo: Demo) -> np.ndarray:
     steps = demo.length - 1
     end = steps if end < 0 else end + 1  # first_success indexes the step; its observation is end
     return np.clip(np.arange(demo.length) / max(end, 1), 0.0, 1.0)
+
+
+# --- demos as training data -----------------------------------------------------------------------
+def reward_relabeler(env) -> object | None:
+    """The outermost wrapper of `env` that can give demo steps its reward (`relabel_demo`), if any."""
+    layer = env
+    while layer is not None:
+        if hasattr(type(layer), "relabel_demo"):
+            return layer
+        layer = getattr(layer, "env", None)
+    return None
+
+
+def demo_transitions(env, path: str | Path, limit: int | None = None) -> dict[str, np.ndarray]:
+    """The demos of a file as (obs, action, reward, next_obs, terminated) transitions, rewarded as the training
+    env rewards its own steps: its reward wrapper relabels them (the success flag, a shaped learned reward),
+    else the env's own recorded reward. Actions are mapped to the normalised [-1, 1] the agents act in.
+    A file without actions (observation-only demos) is refused: it can still fit a learned reward."""
+    relabeler = reward_relabeler(env)
+    cameras = list(getattr(relabeler, "demo_cameras", None) or [])
+    demos = load_demos(path, cameras=cameras or None, need_states=True, need_frames=bool(cameras), limit=limit)
+    space = env.action_space
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "action", "reward", "next_obs", "terminated")}
+    for i, demo in enumerate(demos):
+        if demo.actions is None:
+            raise DemoError(f"demo file '{path}', episode {i}: no 'actions' (observation-only demos cannot seed a "
+                            "policy or be replayed as data; they can still fit a learned reward)")
+        if demo.states.shape[1:] != env.observation_space.shape:
+            raise DemoError(f"demo file '{path}': states have shape {demo.states.shape[1:]}, the env observes "
+                            f"{env.observation_space.shape} (demos of another task?)")
+        if relabeler is not None:
+            reward, terminated = relabeler.relabel_demo(demo)
+        elif demo.rewards is not None:
+            reward, terminated = demo.rewards, np.zeros(len(demo.rewards), dtype=bool)
+        else:
+            raise DemoError(f"demo file '{path}', episode {i}: no 'rewards' for the env's own reward")
+        steps = len(reward)
+        parts["obs"].append(demo.states[:steps])
+        parts["next_obs"].append(demo.states[1 : steps + 1])
+        parts["action"].append(2.0 * (demo.actions[:steps] - space.low) / (space.high - space.low) - 1.0)
+        parts["reward"].append(np.asarray(reward, dtype=np.float32))
+        parts["terminated"].append(np.asarray(terminated, dtype=np.float32))
+    return {k: np.concatenate(v).astype(np.float32) for k, v in parts.items()}
+
+
+def success_steps(demo: Demo, terminate_on_success: bool) -> tuple[np.ndarray, int]:
+    """The demo's success flags, and how many of its steps an agent ending episodes at success would see."""
+    if demo.success is None:
+        raise DemoError("a demo without 'success' flags cannot be rewarded by the success reward")
+    success = np.asarray(demo.success, dtype=bool)
+    hits = np.flatnonzero(success)
+    steps = int(hits[0]) + 1 if terminate_on_success and len(hits) else len(success)
+    return success[:steps], steps

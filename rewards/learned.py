@@ -132,6 +132,31 @@ class LearnedReward(gym.Wrapper):
         info["learned_reward"] = learned
         return obs, base + self.scale * learned, terminated, truncated, info
 
+    @property
+    def demo_cameras(self) -> list[str]:
+        return list(self.manifest["cameras"])
+
+    def relabel_demo(self, demo: Any) -> tuple[np.ndarray, np.ndarray]:
+        """This wrapper's reward for each step of a recorded demo (its frames at the reward's cameras), and the
+        terminated flags: what an agent trained on this reward would have seen playing the demo."""
+        from robo_rl.rewards.demos import success_steps
+
+        success, steps = success_steps(demo, self.terminate_on_success)
+        size = int(self.manifest["image_size"])
+        frames = [demo.frames[cam] for cam in self.demo_cameras]
+        if frames[0].shape[1] != size:
+            raise ValueError(f"demo frames are {frames[0].shape[1]} px, the reward model takes {size} px")
+        views = np.stack([self.net.features(f[: steps + 1]) for f in frames], axis=1)   # (T+1, V, D)
+        terminated = success & self.terminate_on_success
+        env_reward = demo.rewards[:steps] if demo.rewards is not None else np.zeros(steps)
+        base = {"env": env_reward, "sparse": success.astype(np.float64), "none": np.zeros(steps)}[self.base]
+        if self.kind == "process":
+            phi = self.reward_model.progress(views, views[0], self.reward_model.goal)
+            learned = shaped_reward(0.0, phi[:-1], phi[1:], self.gamma, terminated)
+        else:
+            learned = np.asarray(self.reward_model(views[1:, 0]), dtype=np.float64)  # the first camera, as in step()
+        return base + self.scale * learned, terminated
+
     def close(self) -> None:
         self.renderer.close()
         super().close()
@@ -149,3 +174,10 @@ class SparseSuccess(gym.Wrapper):
         success = float(info.get("success", 0.0)) > 0
         info["env_reward"] = float(env_reward)
         return obs, float(success), terminated or (self.terminate_on_success and success), truncated, info
+
+    def relabel_demo(self, demo: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The success reward of each step of a recorded demo, and its terminated flags."""
+        from robo_rl.rewards.demos import success_steps
+
+        success, _ = success_steps(demo, self.terminate_on_success)
+        return success.astype(np.float64), success & self.terminate_on_success

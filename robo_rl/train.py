@@ -236,6 +236,10 @@ class Trainer:
             print(f"robo-rl: warning: the agent starts learning at step {self.agent.learning_starts} "
                   f"(its warm-up/exploration), at or after the last step {self.total_steps}: it will never update",
                   file=sys.stderr, flush=True)
+        if self.resumed_from is None and hasattr(self.agent, "prepare"):
+            # Agents that need the env before the first step (the demo-seeded learner: its demos' rewards
+            # under this env's reward, then behaviour cloning). A resumed run has all that in its checkpoint.
+            self.agent.prepare(self.env)
         for cb in self.callbacks:
             cb.on_training_start(self)
         obs, _ = self.env.reset(seed=self.seed) if self.resumed_from is None else self.env.reset()

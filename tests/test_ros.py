@@ -23,7 +23,7 @@ import pytest
 from conftest import assert_png_shows, built_once, run_process, spawn
 
 from robo_rl.config import compose
-from robo_rl.real_robot.launch import free_port, kill_leftovers, start_process, stop_process
+from robo_rl.real_robot.launch import ESTOP_TOGGLING, free_port, kill_leftovers, press_estop, start_process, stop_process
 from robo_rl.real_robot.launch import start_roscore as launch_roscore
 from robo_rl.real_robot.robot import robot_config
 
@@ -315,16 +315,6 @@ def test_bad_joint_states_hold_the_arm(fault, roscore, arm, policy, tmp_path):
     assert_commands_within_limits(rows)
 
 
-def press_estop(env: dict, presses: str) -> None:
-    """A ROS node of its own publishes on the e-stop topic: `presses` is Python run with `p`, its publisher."""
-    script = ("import sys, time; sys.path.append('/usr/lib/python3/dist-packages'); import rospy; from std_msgs.msg import Bool;"
-              "rospy.init_node('estop_button', anonymous=True); p = rospy.Publisher('/robo_rl/estop', Bool, queue_size=2);"
-              # ROS 1 delivers only to subscribers already connected: wait for deploy's, however busy the machine
-              "deadline = time.time() + 20\nwhile p.get_num_connections() == 0 and time.time() < deadline: time.sleep(0.01)\n"
-              f"time.sleep(0.2); {presses}; time.sleep(0.5)")
-    run_process([sys.executable, "-c", script], env=env, timeout=30, check=True)
-
-
 def deploy_through_presses(env: dict, policy: Path, out: Path, steps: int, presses: str) -> tuple[dict, list[dict]]:
     """Deploy for `steps`, press the e-stop as `presses` says once it commands, and check it ended well."""
     proc = start_deploy(env, policy, out, f"steps={steps}", PATIENT)
@@ -415,7 +405,7 @@ def test_bench_ros_quick(tmp_path):
     # The row measures the loop's rate, not the watchdog (tested above): on a loaded machine the driver
     # can be starved for the default 0.5 s, which stops the deploy as it should stop a real arm.
     result = run_process([sys.executable, "-m", "robo_rl.cli", "bench", "ros", "--transports", "rospy", "--rates", "",
-                             "--driver-rates", "100", "--driver-steps", "200", "--override", PATIENT],
+                             "--driver-rates", "100", "--driver-steps", "200", "--estop", "rospy", "--override", PATIENT],
                             cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
     folder = tmp_path / "benchmarks" / "results" / "ros"
@@ -426,7 +416,12 @@ def test_bench_ros_quick(tmp_path):
     assert data["dropped_states"] >= 2 * data["steps"] and 0.2 < data["window_speed_ratio"] <= 1.0
     assert_png_shows(folder / "latency.png", "C0", "C1")  # p50 and p99 bars
     summary = (folder / "summary.md").read_text()
-    assert f"| rospy | 20 Hz | 100 Hz | 200 | {data['command_rate_hz']:.1f} | {data['latency_ms']['p50']:.2f} |" in summary
+    assert f"| rospy | 20 Hz | 100 Hz | - | 200 | {data['command_rate_hz']:.1f} | {data['latency_ms']['p50']:.2f} |" in summary
+    # The fast-toggling e-stop row: many presses, and every pair of commands, holds included, within the limits.
+    estop = json.loads((folder / "rospy_20hz_estop.json").read_text())
+    assert estop["estop_toggling"] and estop["estops"] >= 5 and estop["steps"] == 160
+    assert 0.05 < estop["pair_velocity_ratio"] <= 1.0 + 1e-6 and estop["pair_acceleration_ratio"] <= 1.0 + 1e-6
+    assert f"| toggled, {estop['estops']} presses | 160 |" in summary
 
 
 def test_bench_ros_bad_rates_are_one_line(tmp_path):
@@ -499,12 +494,24 @@ def test_a_driver_without_stamps_needs_the_stamp_check_off(roscore, arm, policy,
     assert rc == 0 and summary["steps"] == 20 and summary["stale_states"] == 0, err
 
 
-def command_topic_intruder(env: dict, seconds: float) -> subprocess.Popen:
-    """Another ROS node that advertises the command topic for `seconds` (it never moves the arm)."""
+def command_topic_intruder(env: dict, seconds: float, move: list[float] | None = None) -> subprocess.Popen:
+    """Another ROS node that advertises the command topic for `seconds`; with `move`, it also commands the
+    arm, 2 s after it appears, to the pose it then has plus `move` (rad per joint), once a second, as a
+    teleoperation node would."""
+    moving = "" if move is None else (
+        "from sensor_msgs.msg import JointState; from trajectory_msgs.msg import JointTrajectoryPoint;"
+        "time.sleep(2.0);"   # deploy sees it within a second and holds: move from the pose it holds at
+        f"q = rospy.wait_for_message('{ROBOT.state_topic}', JointState, timeout=20).position;"
+        f"goal = [a + b for a, b in zip(q, {list(move)!r})];"
+        f"m = JointTrajectory(joint_names={list(ROBOT.joints)!r}, points=[JointTrajectoryPoint(positions=goal, time_from_start=rospy.Duration(0.5))]);"
+        "print('intruder: moving', flush=True);")
+    publish = "p.publish(m); " if move is not None else ""
     script = ("import sys, time; sys.path.append('/usr/lib/python3/dist-packages'); import rospy;"
               "from trajectory_msgs.msg import JointTrajectory; rospy.init_node('teleop', disable_signals=True);"
               f"p = rospy.Publisher('{ROBOT.command_topic}', JointTrajectory, queue_size=1); print('intruder: up', flush=True);"
-              f"time.sleep({seconds}); p.unregister(); rospy.signal_shutdown('done')")
+              f"{moving}end = time.time() + {seconds}\n"
+              f"while time.time() < end: {publish}time.sleep(min(1.0, max(0.0, end - time.time())))\n"
+              "p.unregister(); rospy.signal_shutdown('done')")
     return start([sys.executable, "-c", script], env, ready="intruder: up")
 
 
@@ -532,3 +539,44 @@ def test_another_publisher_on_the_command_topic(roscore, arm, policy, tmp_path):
     assert rows[i]["status"] == "hold" and rows[i]["reasons"].endswith(": /teleop")
     assert float(rows[i + 1]["time"]) - float(rows[i]["time"]) > 1.0   # held while it was there
     assert rows[i + 1]["status"] == "sent" and rows[-1]["reasons"] == "end of run"
+
+
+def test_after_another_node_moved_the_arm_the_policy_starts_from_where_the_arm_is(roscore, arm, policy, tmp_path):
+    """A teleoperation node takes the command topic and moves joint 1 by 0.4 rad: deploy holds while it is
+    there, and its first command afterwards starts from the arm's measured pose, not from the old hold target."""
+    arm()
+    out = tmp_path / "moved"
+    proc = start_deploy(roscore, policy, out, "steps=120", PATIENT)
+    wait_for_commands(out, 5, proc)
+    command_topic_intruder(roscore, 4.0, move=[0.4] + [0.0] * (ROBOT.n_joints - 1)).wait(timeout=40)
+    rc = proc.wait(timeout=60)
+    summary, rows = read_deploy(out)
+    assert rc == 0 and summary["intrusions"] == 1, proc.stderr.read()
+    i = next(i for i, r in enumerate(rows) if r["reasons"].startswith("another publisher"))
+    hold_target, first = joint_values(rows[i]), joint_values(rows[i + 1])
+    assert rows[i + 1]["status"] == "sent"
+    # The arm now stands ~0.4 rad away on joint 1; the first command is within a period's motion of that pose.
+    assert 0.3 < first[0] - hold_target[0] < 0.5, (hold_target, first)
+
+
+def test_a_fast_toggling_estop_never_breaks_the_limits_across_holds(roscore, arm, policy, tmp_path):
+    """The e-stop toggled true/false at 100 messages/s for 2 s while the arm moves: every press holds, the run
+    goes on after the release, and every hold-to-resume pair accelerates from rest within acceleration * dt,
+    dt the time between their send times in commands.csv."""
+    arm()
+    proc = start_deploy(roscore, policy, tmp_path / "out", "steps=160", PATIENT)
+    wait_for_commands(tmp_path / "out", 5, proc)
+    press_estop(roscore, ESTOP_TOGGLING)
+    rc = proc.wait(timeout=60)
+    summary, rows = read_deploy(tmp_path / "out")
+    assert rc == 0 and summary["steps"] == 160 and summary["estops"] >= 5, proc.stderr.read()
+    lim = ROBOT.limits
+    resumes = 0
+    for before, after in zip(rows, rows[1:]):
+        if before["status"] == "hold" and after["status"] == "sent":
+            dt = float(after["sent_at"]) - float(before["sent_at"])
+            velocity = (joint_values(after) - joint_values(before)) / dt
+            assert np.all(np.abs(velocity) <= lim.acceleration * min(dt, ROBOT.period) + 1e-6), (before, after, velocity)
+            resumes += 1
+    assert resumes >= 3
+    assert_commands_within_limits(rows)
