@@ -85,8 +85,10 @@ class DemoSAC(SAC):
         n = len(transitions["obs"])
         self.demo_store = ReplayBuffer(self.observation_space.shape, self.action_dim, n,
                                        obs_dtype=self.observation_space.dtype, seed=self.seed + 1)
-        for i in range(n):
-            self.demo_store.add(*(transitions[name][i] for name in FIELDS))
+        columns = [np.asarray(transitions[name]) for name in FIELDS]
+        columns[2], columns[4] = columns[2].reshape(n), columns[4].reshape(n)   # rewards and flags: one per row
+        for row in zip(*columns):
+            self.demo_store.add(*row)
 
     def bc_loss(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """-log pi(a_demo|s) of the squashed Gaussian, its std floored at BC_MIN_STD (actions kept inside tanh's range)."""
