@@ -51,9 +51,14 @@ def _parse(overrides: list[str]) -> list[Any]:
 
 
 def _values(override: Any) -> list[Any]:
+    from hydra.core.override_parser.types import IntervalSweep
+
+    value = override.value()
+    if isinstance(value, IntervalSweep):   # a search space (the Optuna sweeper's interval): its two ends are checked
+        return [value.start, value.end]
     if override.is_sweep_override():
         return list(override.sweep_iterator())
-    return [override.value()]
+    return [value]
 
 
 def _type_name(value: Any) -> str:

@@ -1,18 +1,27 @@
-"""The one job runner: suite trainings and evaluations as Ray tasks, on a local Ray or a cluster.
+"""The one job runner: every benchmark's trainings and evaluations, and MBTL's, as jobs on Ray.
 
 A job is a named call of a plain function that returns a JSON-able dict, with the file its result goes
-to. `run_jobs` skips jobs whose result file exists (a rerun does only what is missing), runs the rest
-as Ray tasks (each on one CPU with torch at one thread, so parallel jobs do not oversubscribe the cores),
-writes each result atomically as it arrives, retries a task that dies or raises (a bounded number of
-times) and then reports every job still missing by name: `JobsFailed`, never a silent gap.
+to. `run_jobs` skips jobs whose result file is there and complete (a rerun does only what is missing),
+runs the rest as Ray tasks (each on one CPU with torch at one thread, so parallel jobs do not oversubscribe
+the cores; with `gpus_per_job` a fraction of a GPU each, so several runs share one), writes each result
+atomically as it arrives, prints one progress line per finished job (done/total, ETA), retries a task that
+dies or raises (a bounded number of times) and then reports every job still missing by name: `JobsFailed`,
+never a silent gap. `inline=True` runs the same jobs one after another in this process instead (for jobs
+that start Ray jobs of their own).
 
-Ray is local by default (`launcher.address: null`, `launcher.workers` CPUs); `launcher.address=<head>:6379`
-joins a running cluster instead, and the same key reaches the Hydra Ray launcher for `robo-rl train -m`.
+The launcher settings (`check_launcher`): `workers`, the CPUs of a local Ray (default: the machine's
+cores); `address`, a running cluster's head (<host>:6379) to join instead; `gpus_per_job`, Ray's
+fractional GPUs; `retries`. The same `launcher.address` key reaches the Hydra Ray launcher for
+`robo-rl train -m`. On a cluster, jobs write their results where the driver reads them: run from a
+folder every node shares.
 """
 from __future__ import annotations
 
 import json
 import os
+import socket
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -35,24 +44,70 @@ class Job:
     fn: Callable[..., dict[str, Any]]
     kwargs: dict[str, Any] = field(default_factory=dict)
     result_path: Path | None = None  # None: the result is returned, not written
+    # A result file counts as done when this holds for its content (None: when it exists), e.g. a run
+    # finished with at least the steps now asked for.
+    complete: Callable[[dict[str, Any]], bool] | None = None
 
     def done(self) -> bool:
-        return self.result_path is not None and self.result_path.is_file()
+        if self.result_path is None or not Path(self.result_path).is_file():
+            return False
+        return self.complete is None or bool(self.complete(self.read()))
 
     def read(self) -> dict[str, Any]:
         return json.loads(Path(self.result_path).read_text())
 
 
-def _call(fn: Callable[..., dict[str, Any]], kwargs: dict[str, Any], result_path: str | None) -> dict[str, Any]:
-    """Runs inside a Ray worker: one torch thread, the result written atomically where asked."""
+def _call(fn: Callable[..., dict[str, Any]], kwargs: dict[str, Any], result_path: str | None,
+          cwd: str | None = None) -> dict[str, Any]:
+    """Runs inside a Ray worker: the driver's folder (relative paths mean the same), one torch thread,
+    the result written atomically where asked."""
     import torch
 
+    if cwd is not None and os.path.isdir(cwd):
+        os.chdir(cwd)
     torch.set_num_threads(1)
     result = fn(**kwargs)
     if result_path is not None:
         Path(result_path).parent.mkdir(parents=True, exist_ok=True)
-        write_json(result_path, result)
+        write_json(result_path, result, indent=1)
     return result
+
+
+def _bad(message: str) -> Exception:
+    from robo_rl.config import ConfigError
+
+    return ConfigError(message)
+
+
+def check_launcher(launcher: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The launcher settings, checked before any job starts; a bad value is one line naming it (ConfigError)."""
+    launcher = dict(launcher or {})
+    workers = launcher.get("workers")
+    if workers is not None:
+        try:
+            launcher["workers"] = int(str(workers))
+        except ValueError:
+            raise _bad(f"--workers: expects a whole number of parallel jobs >= 1, got '{workers}'") from None
+        if launcher["workers"] < 1:
+            raise _bad(f"--workers: expects a whole number of parallel jobs >= 1, got '{workers}'")
+    gpus = launcher.get("gpus_per_job") or 0
+    try:
+        gpus = float(str(gpus))
+    except ValueError:
+        raise _bad(f"--gpus-per-job: expects a fraction of a GPU (e.g. 0.25) or a whole number, got '{gpus}'") from None
+    if gpus < 0 or (gpus > 1 and not gpus.is_integer()):
+        raise _bad(f"--gpus-per-job: expects a fraction of a GPU in (0, 1] or a whole number, got '{launcher['gpus_per_job']}'")
+    launcher["gpus_per_job"] = gpus
+    address = launcher.get("address")
+    if address:
+        host, _, port = str(address).rpartition(":")
+        if not host or not port.isdigit():
+            raise _bad(f"--address: expects <host>:<port> of a Ray head (e.g. 10.0.0.5:6379), got '{address}'")
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except OSError as exc:
+            raise _bad(f"--address: no Ray head answers at {address} ({exc.strerror or exc})") from None
+    return launcher
 
 
 STARTS = 3   # tries at starting a local Ray (see ray_init)
@@ -71,6 +126,8 @@ def ray_init(launcher: Mapping[str, Any] | None = None) -> None:
     if address:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     else:
+        # sys.path reaches the workers (a source checkout run without installing works too)
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [*sys.path, os.environ.get("PYTHONPATH", "")] if p)
         # "local": a new instance of our own, even where another program's Ray runs on this machine
         # (without it, ray.init joins the newest cluster it finds there). Ray gives its raylet a fixed
         # 30 s to register; on a machine busy with other work that can pass, so the start is tried again.
@@ -86,25 +143,67 @@ def ray_init(launcher: Mapping[str, Any] | None = None) -> None:
 
 
 def run_jobs(jobs: Sequence[Job], launcher: Mapping[str, Any] | None = None, retries: int | None = None,
-             on_result: Callable[[Job, dict[str, Any]], None] | None = None) -> dict[str, dict[str, Any]]:
+             on_result: Callable[[Job, dict[str, Any]], None] | None = None, label: str = "jobs",
+             inline: bool = False) -> dict[str, dict[str, Any]]:
     """Run every job not done yet; return all results by job name (finished ones read from their files).
 
     Raises JobsFailed naming each job that still has no result once its retries are spent.
     """
-    import ray
-
+    launcher = check_launcher(launcher)
     names = [job.name for job in jobs]
     if len(set(names)) != len(names):
         raise ValueError("job names must be unique")
     results: dict[str, dict[str, Any]] = {job.name: job.read() for job in jobs if job.done()}
     missing = [job for job in jobs if job.name not in results]
     if not missing:
+        if jobs:
+            print(f"{label}: all {len(jobs)} job(s) done already, skipped", flush=True)
         return results
+    retries = int(launcher.get("retries", 2) if retries is None else retries)
+    progress = Progress(label, len(jobs), len(results))
+    finish = _run_inline if inline else _run_on_ray
+    failed = finish(missing, launcher, retries, results, progress, on_result)
+    if failed:
+        raise JobsFailed(failed)
+    return results
+
+
+class Progress:
+    """One plain line per finished job: done/total, its time, and an ETA from the jobs finished so far."""
+
+    def __init__(self, label: str, total: int, done: int) -> None:
+        self.label, self.total, self.done, self.started = label, total, done, time.monotonic()
+        self.finished = 0
+        print(f"{label}: {total} job(s), {done} done already, {total - done} to run", flush=True)
+
+    def report(self, job: Job, ok: bool, reason: str = "") -> None:
+        self.done += 1
+        self.finished += 1
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / self.finished * (self.total - self.done)
+        status = "done" if ok else f"FAILED ({reason})"
+        print(f"{self.label}: [{self.done}/{self.total}] {job.name}: {status}; {_clock(elapsed)} elapsed, "
+              f"ETA {_clock(eta)}", flush=True)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _run_on_ray(missing: list[Job], launcher: dict[str, Any], retries: int, results: dict, progress: Progress,
+                on_result: Callable | None) -> dict[str, str]:
+    import ray
+
     ray_init(launcher)
-    retries = int((launcher or {}).get("retries", 2) if retries is None else retries)
+    gpus = launcher.get("gpus_per_job", 0.0)
+    if gpus and ray.cluster_resources().get("GPU", 0) < gpus:
+        raise _bad(f"--gpus-per-job {gpus:g}: the Ray cluster has {ray.cluster_resources().get('GPU', 0):g} GPU(s)")
     # Ray retries a task whose worker died (killed, out of memory) and, with retry_exceptions, one that raised.
-    task = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=True)(_call)
-    pending = {task.remote(job.fn, job.kwargs, str(job.result_path) if job.result_path else None): job for job in missing}
+    task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=retries, retry_exceptions=True)(_call)
+    cwd = os.getcwd()
+    pending = {task.remote(job.fn, job.kwargs, str(job.result_path) if job.result_path else None, cwd): job
+               for job in missing}
     failed: dict[str, str] = {}
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
@@ -113,12 +212,38 @@ def run_jobs(jobs: Sequence[Job], launcher: Mapping[str, Any] | None = None, ret
             results[job.name] = ray.get(ready[0])
         except Exception as exc:  # noqa: BLE001 (any failure of a task is reported by name)
             failed[job.name] = _reason(exc)
+            progress.report(job, False, failed[job.name])
             continue
+        progress.report(job, True)
         if on_result is not None:
             on_result(job, results[job.name])
-    if failed:
-        raise JobsFailed(failed)
-    return results
+    return failed
+
+
+def _run_inline(missing: list[Job], launcher: dict[str, Any], retries: int, results: dict, progress: Progress,
+                on_result: Callable | None) -> dict[str, str]:
+    failed: dict[str, str] = {}
+    for job in missing:
+        for attempt in range(retries + 1):
+            try:
+                result = job.fn(**job.kwargs)
+                break
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # noqa: BLE001 (retried, then reported by name)
+                if attempt == retries:
+                    failed[job.name] = _reason(exc)
+        if job.name in failed:
+            progress.report(job, False, failed[job.name])
+            continue
+        if job.result_path is not None:
+            Path(job.result_path).parent.mkdir(parents=True, exist_ok=True)
+            write_json(job.result_path, result, indent=1)
+        results[job.name] = result
+        progress.report(job, True)
+        if on_result is not None:
+            on_result(job, result)
+    return failed
 
 
 def _reason(exc: BaseException) -> str:
@@ -130,4 +255,4 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[-1] if text else ''}".strip()
 
 
-__all__ = ["Job", "JobsFailed", "run_jobs", "ray_init"]
+__all__ = ["Job", "JobsFailed", "check_launcher", "run_jobs", "ray_init"]

@@ -161,3 +161,24 @@ def assert_png_shows(path: Path, *colours: str, min_pixels: int = 30) -> None:
         target = np.array(PLOT_COLOURS[name])
         close = (np.abs(image - target).sum(-1) < 40).sum()
         assert close >= min_pixels, f"{path.name}: {close} pixels of {name}"
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for every Ray test of the run (they share a worker: xdist group "ray"); a
+    module-scoped one was started again whenever that worker ran another module's test in between."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from robo_rl.jobs import ray_init
+
+    ray_init({"workers": 2})
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def local_ray(ray_session, request):
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(request.module)  # the workers cannot import tests/

@@ -99,21 +99,20 @@ def test_progress_off_a_terminal_prints_plain_lines_every_few_thousand_steps():
 
 def test_benchmark_result_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     """A crash between writing and renaming leaves no result file a rerun would take as finished."""
-    import argparse
     import json
     from pathlib import Path
 
-    from robo_rl.bench import run_grid
+    from robo_rl.jobs import Job, run_jobs
 
-    opts = argparse.Namespace(tasks="T", agents="a", seeds="0", steps=10)
-    path_of = lambda task, agent, seed: tmp_path / f"{task}__{agent}__s{seed}.json"  # noqa: E731
+    path = tmp_path / "T__a__s0.json"
+
     def crash(self, target):
         raise KeyboardInterrupt("killed before the rename")
 
     with monkeypatch.context() as patch:
         patch.setattr(Path, "replace", crash)
         with pytest.raises(KeyboardInterrupt):
-            run_grid("t", opts, {"T": "t"}, path_of, lambda task, agent, seed: {"score": 1.0})
-    assert not path_of("T", "a", 0).exists()
-    run_grid("t", opts, {"T": "t"}, path_of, lambda task, agent, seed: {"score": 2.0})
-    assert json.loads(path_of("T", "a", 0).read_text()) == {"score": 2.0}
+            run_jobs([Job("T a seed 0", lambda: {"score": 1.0}, {}, path)], inline=True)
+    assert not path.exists()
+    run_jobs([Job("T a seed 0", lambda: {"score": 2.0}, {}, path)], inline=True)
+    assert json.loads(path.read_text()) == {"score": 2.0}

@@ -1,7 +1,11 @@
 """Benchmarks: heavy experiments that write JSON and PNG under benchmarks/results/ (not tests).
 
-Each benchmark writes one result file per finished unit of work and skips units already done,
-so a table can be completed over several sittings.
+Each benchmark builds its list of jobs, one per result file, and hands it to the one job runner
+(robo_rl/jobs.py): jobs run in parallel on a local Ray (`--workers N`, by default the machine's cores) or
+on a cluster (`--address <head>:6379`), sharing GPUs by fractions (`--gpus-per-job`); every result is
+written atomically as it arrives, a rerun skips what is done, and the report (tables, plots, the README
+section) is built once, at the end of the grid, or alone with `--report`. `bench ros` and `bench
+throughput` measure time itself and run their rows one at a time.
 """
 from __future__ import annotations
 
@@ -9,9 +13,9 @@ import argparse
 import importlib
 import json
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
-from robo_rl.logger import write_json
+from robo_rl.jobs import Job, run_jobs
 
 BENCHMARKS = {"throughput": "robo_rl.bench.throughput", "learn": "robo_rl.bench.learn", "ros": "robo_rl.bench.ros",
               "fas": "robo_rl.bench.fas", "rewards": "robo_rl.bench.rewards", "ads": "robo_rl.bench.ads",
@@ -79,6 +83,37 @@ def write_summary(section: str, folder: Path, lines: list[str]) -> str:
     return text
 
 
+def runner_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The job runner's options, the same for every benchmark grid (checked before any job starts)."""
+    group = parser.add_argument_group("job runner (Ray)")
+    group.add_argument("--workers", default=None, help="parallel one-thread jobs on a local Ray (default: the machine's cores)")
+    group.add_argument("--address", default=None, help="join a Ray cluster at <head>:6379 instead of a local Ray")
+    group.add_argument("--gpus-per-job", default=0, help="Ray's fractional GPUs per job (e.g. 0.25: four runs share a GPU, "
+                       "with --override agent.device=cuda)")
+    group.add_argument("--retries", type=int, default=2, help="tries again a job whose process dies or raises")
+    return parser
+
+
+def launcher_of(opts: argparse.Namespace) -> dict[str, Any]:
+    return {"workers": opts.workers, "address": opts.address, "gpus_per_job": opts.gpus_per_job, "retries": opts.retries}
+
+
+def parse_args(parser: argparse.ArgumentParser, args: list[str]) -> argparse.Namespace:
+    """The options, with the job runner's checked at once: a bad value is refused before any work starts."""
+    from robo_rl.jobs import check_launcher
+
+    opts = parser.parse_args(args)
+    if not getattr(opts, "report", False):
+        check_launcher(launcher_of(opts))
+    return opts
+
+
+def run_bench(name: str, opts: argparse.Namespace, jobs: Sequence[Job], inline: bool = False,
+              on_result: Callable[[Job, dict[str, Any]], Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Every job not done yet, through the job runner (JobsFailed names the ones that failed: exit 1)."""
+    return run_jobs(jobs, launcher_of(opts), label=f"bench {name}", inline=inline, on_result=on_result)
+
+
 def grid_parser(prog: str, tasks: str, agents: str, steps: int) -> argparse.ArgumentParser:
     """Options shared by the benchmarks that train one run per (task, agent, seed)."""
     parser = argparse.ArgumentParser(prog=prog)
@@ -88,46 +123,34 @@ def grid_parser(prog: str, tasks: str, agents: str, steps: int) -> argparse.Argu
     parser.add_argument("--steps", type=int, default=steps)
     parser.add_argument("--override", action="append", default=[], help="extra config override for every run")
     parser.add_argument("--report", action="store_true", help="only aggregate the result files")
-    return parser
+    return runner_options(parser)
 
 
-def run_grid(name: str, opts: argparse.Namespace, tasks: Mapping[str, str], path_of: Callable[[str, str, int], Path],
-             run: Callable[[str, str, int], dict[str, Any]], done: Callable[[Path], bool] = Path.exists) -> None:
-    """Every (task, agent, seed) not done yet: run it and write its own result file."""
+def seeds_of(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        from robo_rl.config import ConfigError
+
+        raise ConfigError(f"--seeds: expected whole numbers separated by commas, got '{text}'") from None
+
+
+def grid_jobs(opts: argparse.Namespace, tasks: Mapping[str, str], path_of: Callable[[str, str, int], Path],
+              fn: Callable[..., dict[str, Any]], kwargs_of: Callable[[str, str, int], dict[str, Any]],
+              complete: Callable[[dict[str, Any]], bool] | None = None) -> list[Job]:
+    """One job per (task, agent, seed) of the options, each with its own result file."""
+    from robo_rl.config import ConfigError
+
     for task in opts.tasks.split(","):
         if task not in tasks:
-            from robo_rl.config import ConfigError
-
             raise ConfigError(f"--tasks: unknown task '{task}' (valid: {', '.join(tasks)})")
-        for agent in opts.agents.split(","):
-            for seed in (int(s) for s in opts.seeds.split(",")):
-                path = path_of(task, agent, seed)
-                if done(path):
-                    print(f"bench {name}: {path.name} done, skipped")
-                    continue
-                print(f"bench {name}: {task} {agent} seed {seed}, {opts.steps} steps", flush=True)
-                write_json(path, run(task, agent, seed), indent=1)
+    return [Job(f"{task} {agent} seed {seed}", fn, kwargs_of(task, agent, seed), path_of(task, agent, seed), complete)
+            for task in opts.tasks.split(",") for agent in opts.agents.split(",") for seed in seeds_of(opts.seeds)]
 
 
-def run_piece(name: str, path: Path, label: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
-    """Run one piece of a benchmark and write its result file atomically, unless that file exists;
-    returns the new result (None when skipped)."""
-    if path.exists():
-        print(f"bench {name}: {path.name} done, skipped")
-        return None
-    print(f"bench {name}: {label}", flush=True)
-    result = run()
-    write_json(path, result)
-    return result
-
-
-def run_unit(name: str, path: Path, label: str, steps: int, run: Callable[[], dict[str, Any]]) -> None:
-    """Run one unit of a benchmark and write its result file atomically, unless that file holds >= `steps`."""
-    if path.exists() and json.loads(path.read_text()).get("steps", 0) >= steps:
-        print(f"bench {name}: {path.name} done, skipped")
-        return
-    print(f"bench {name}: {label}, {steps} steps", flush=True)
-    write_json(path, run(), indent=1)
+def has_steps(steps: int) -> Callable[[dict[str, Any]], bool]:
+    """A result counts as done when it was trained for at least `steps` (a larger budget reruns it)."""
+    return lambda result: result.get("steps", 0) >= steps
 
 
 def run_benchmark(name: str, args: list[str]) -> None:

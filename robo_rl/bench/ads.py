@@ -24,7 +24,9 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from robo_rl.bench import FINAL_NOTE, RUN_DEFAULTS, SEEDS_NOTE, final_point, final_return, per_seed, results_dir, run_unit, write_summary
+from robo_rl.bench import (parse_args, FINAL_NOTE, RUN_DEFAULTS, SEEDS_NOTE, final_point, final_return, has_steps, per_seed, results_dir, run_bench,
+                           runner_options, seeds_of, write_summary)
+from robo_rl.jobs import Job
 from robo_rl.config import ConfigError
 
 WORK = Path("runs") / "bench" / "ads"
@@ -148,7 +150,7 @@ def main(args: list[str]) -> None:
     parser.add_argument("--demos", type=int, default=10)
     parser.add_argument("--override", action="append", default=[])
     parser.add_argument("--report", action="store_true")
-    opts = parser.parse_args(args)
+    opts = parse_args(runner_options(parser), args)
     folder = results_dir() / "ads"
     folder.mkdir(parents=True, exist_ok=True)
     if not opts.report:
@@ -161,10 +163,13 @@ def main(args: list[str]) -> None:
         for arm in opts.arms.split(","):
             if arm not in ARMS:
                 raise ConfigError(f"--arms: unknown arm '{arm}' (valid: {', '.join(ARMS)})")
+        jobs = []
         for task in opts.tasks.split(","):
             demos = demo_file(task, opts.demos, opts.horizon)
-            for arm in opts.arms.split(","):
-                for seed in (int(s) for s in opts.seeds.split(",")):
-                    run_unit("ads", folder / f"{task}__{arm}__s{seed}.json", f"{task} {arm} seed {seed}", opts.steps,
-                             lambda: run_one(task, arm, seed, opts.steps, opts.horizon, opts.action_repeat, demos, opts.override))
+            jobs += [Job(f"{task} {arm} seed {seed}", run_one,
+                         dict(task=task, arm=arm, seed=seed, frames=opts.steps, horizon=opts.horizon, repeat=opts.action_repeat,
+                              demos=demos, extra=opts.override),
+                         folder / f"{task}__{arm}__s{seed}.json", has_steps(opts.steps))
+                     for arm in opts.arms.split(",") for seed in seeds_of(opts.seeds)]
+        run_bench("ads", opts, jobs)
     print(report())

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from robo_rl.bench import RUN_DEFAULTS, SEEDS_NOTE, grid_parser, results_dir, run_grid, write_summary
+from robo_rl.bench import parse_args, RUN_DEFAULTS, SEEDS_NOTE, grid_jobs, grid_parser, results_dir, run_bench, write_summary
 
 TASKS = {"InvertedPendulum-v5": "inverted_pendulum", "Hopper-v5": "hopper", "Reacher-v5": "reacher",
          "HalfCheetah-v5": "halfcheetah", "Walker2d-v5": "walker2d"}
@@ -236,7 +236,7 @@ def main(args: list[str]) -> None:
                         help="env steps of random actions before learning, the same for every arm")
     parser.add_argument("--intervals", default=DEFAULT_INTERVALS)
     parser.add_argument("--episodes", type=int, default=5)
-    opts = parser.parse_args(args)
+    opts = parse_args(parser, args)
     try:
         intervals = [int(k) for k in opts.intervals.split(",")]
     except ValueError:
@@ -258,11 +258,13 @@ def main(args: list[str]) -> None:
     folder = results_dir() / "fas"
     folder.mkdir(parents=True, exist_ok=True)
     if not opts.report:
+        jobs = []
         for task in tasks:
             steps = budget[task]
-            task_opts = argparse.Namespace(**{**vars(opts), "tasks": task, "steps": steps})
-            run_grid("fas", task_opts, TASKS, lambda task, arm, seed: folder / f"{task}__{arm}__s{seed}.json",
-                     lambda task, arm, seed: run_one(task, arm, seed, steps, opts.warmup, intervals, opts.episodes,
-                                                     opts.override),
-                     done=lambda path: path.exists() and current(json.loads(path.read_text()), steps, opts.warmup))
+            task_opts = argparse.Namespace(**{**vars(opts), "tasks": task})
+            jobs += grid_jobs(task_opts, TASKS, lambda task, arm, seed: folder / f"{task}__{arm}__s{seed}.json", run_one,
+                              lambda task, arm, seed, steps=steps: dict(task=task, arm=arm, seed=seed, steps=steps, warmup=opts.warmup,
+                                                                        intervals=intervals, episodes=opts.episodes, extra=opts.override),
+                              complete=lambda result, steps=steps: current(result, steps, opts.warmup))
+        run_bench("fas", opts, jobs)
     print(report())

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from robo_rl.bench import SEEDS_NOTE, per_seed, results_dir, run_piece, write_summary
+from robo_rl.bench import parse_args, SEEDS_NOTE, per_seed, results_dir, run_bench, runner_options, seeds_of, write_summary
+from robo_rl.jobs import Job
 
 METHODS = ("full", "lora", "l2m", "l2m_oracle")
 # CPU scale, stated in the README: 20k pre-training updates with the action dimensions in one token (about
@@ -143,7 +144,7 @@ def main(args: list[str]) -> None:
                         help=f"override for robo-rl finetune, after the benchmark's own {' '.join(FINETUNE_DEFAULTS)}")
     parser.add_argument("--no-reference", action="store_true", help="skip the single-task runs (no forward transfer)")
     parser.add_argument("--report", action="store_true", help="only aggregate the result files")
-    opts = parser.parse_args(args)
+    opts = parse_args(runner_options(parser), args)
     from robo_rl.config import ConfigError, compose
 
     opts.pretrain, opts.finetune = [*PRETRAIN_DEFAULTS, *opts.pretrain], [*FINETUNE_DEFAULTS, *opts.finetune]
@@ -154,15 +155,16 @@ def main(args: list[str]) -> None:
             raise ConfigError(f"--methods: unknown method '{method}' (valid: {', '.join(METHODS)})")
     if not opts.report:
         folder = _folder()
-        for seed in (int(s) for s in opts.seeds.split(",")):
-            run_piece("l2m", folder / f"pretrain__s{seed}.json", f"pre-training, seed {seed}",
-                      lambda: pretrain_piece(seed, opts.pretrain))
-            for method in methods:
-                run_piece("l2m", folder / f"{method}__s{seed}.json", f"{method}, seed {seed}",
-                          lambda: finetune_piece(method, seed, opts.finetune))
-            if not opts.no_reference:
-                for task in compose(opts.finetune, "finetune").sequence.tasks:
-                    run_piece("l2m", folder / f"reference__{task}__s{seed}.json", f"{task} alone, seed {seed}",
-                              lambda: finetune_piece("full", seed, [*opts.finetune, "pretrain_eval=false"], [task],
-                                                     f"reference_{task}"))
+        seeds = seeds_of(opts.seeds)
+        # two phases: the pre-trained models first, then every fine-tuning that starts from one
+        run_bench("l2m", opts, [Job(f"pre-training, seed {seed}", pretrain_piece, dict(seed=seed, overrides=opts.pretrain),
+                                    folder / f"pretrain__s{seed}.json") for seed in seeds])
+        jobs = [Job(f"{method}, seed {seed}", finetune_piece, dict(method=method, seed=seed, overrides=opts.finetune),
+                    folder / f"{method}__s{seed}.json") for seed in seeds for method in methods]
+        if not opts.no_reference:
+            jobs += [Job(f"{task} alone, seed {seed}", finetune_piece,
+                         dict(method="full", seed=seed, overrides=[*opts.finetune, "pretrain_eval=false"], tasks=[task],
+                              name=f"reference_{task}"), folder / f"reference__{task}__s{seed}.json")
+                     for seed in seeds for task in compose(opts.finetune, "finetune").sequence.tasks]
+        run_bench("l2m", opts, jobs)
     print(report())

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from robo_rl.bench import FINAL_NOTE, RUN_DEFAULTS, SEEDS_NOTE, final_return, grid_parser, per_seed, results_dir, run_grid, write_summary
+from robo_rl.bench import parse_args, FINAL_NOTE, RUN_DEFAULTS, SEEDS_NOTE, final_return, grid_jobs, grid_parser, per_seed, results_dir, run_bench, write_summary
 
 TASKS = {"HalfCheetah-v5": "halfcheetah", "Walker2d-v5": "walker2d", "Humanoid-v5": "humanoid", "Hopper-v5": "hopper"}
 REFERENCE_100K = {"HalfCheetah-v5": ("MR.Q", 7872), "Walker2d-v5": ("MR.Q", 3127), "Humanoid-v5": ("MR.Q", 522)}
@@ -164,7 +164,7 @@ def main(args: list[str]) -> None:
     parser.add_argument("--tag", default="", help="name of a variant made by --override (kept apart in files and table)")
     parser.add_argument("--cost", action="store_true", help="measure each agent's training speed and GFLOP per env step")
     parser.add_argument("--rounds", type=int, default=3, help="--cost: rounds (the fastest is kept)")
-    opts = parser.parse_args(args)
+    opts = parse_args(parser, args)
     if opts.tag and not opts.tag.replace("-", "").replace("_", "").isalnum():
         from robo_rl.config import ConfigError
 
@@ -177,7 +177,8 @@ def main(args: list[str]) -> None:
                 raise ConfigError(f"--tasks: unknown task '{task}' (valid: {', '.join(TASKS)})")
         measure_costs(opts.tasks.split(","), opts.agents.split(","), opts.override, opts.tag, max(1, opts.rounds), 2_000)
     elif not opts.report:
-        run_grid("learn", opts, TASKS, lambda task, agent, seed: result_path(task, agent, seed, opts.steps, opts.tag),
-                 lambda task, agent, seed: run_one(task, agent, seed, opts.steps, opts.eval_every, opts.episodes,
-                                                   opts.override, opts.tag))
+        run_bench("learn", opts, grid_jobs(
+            opts, TASKS, lambda task, agent, seed: result_path(task, agent, seed, opts.steps, opts.tag), run_one,
+            lambda task, agent, seed: dict(task=task, agent=agent, seed=seed, steps=opts.steps, eval_every=opts.eval_every,
+                                           episodes=opts.episodes, extra=opts.override, tag=opts.tag)))
     print(report(opts.steps))

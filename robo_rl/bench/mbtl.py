@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from robo_rl.bench import SEEDS_NOTE, per_seed, results_dir, run_piece, write_summary
+from robo_rl.bench import parse_args, SEEDS_NOTE, launcher_of, per_seed, results_dir, run_bench, runner_options, seeds_of, write_summary
+from robo_rl.jobs import Job
 
 FAMILIES = ("pendulum_length", "inverted_pendulum_gain")
 METHODS = ("MBTL", "Sequential oracle", "Random (mean of 100)", "Greedy interval splitting", "Equidistant")
@@ -75,6 +76,13 @@ def multitask_piece(family: dict[str, Any], seed: int, sources_worth: int, launc
     returns = result[f"evaluate multitask x{sources_worth}"]["returns"]
     return {"family": family["name"], "seed": seed, "sources_worth": sources_worth, "steps": steps,
             "returns": [returns[str(i)] for i in range(len(contexts))]}
+
+
+def plot_transfer(job: Job, piece: dict[str, Any]) -> None:
+    """The heat map beside a finished transfer matrix's result file (multi-task pieces have none)."""
+    if "contexts" in piece:
+        path = Path(job.result_path)
+        plot_heatmap(piece, path.with_name(f"{path.stem}__transfer.png"))
 
 
 def plot_heatmap(piece: dict[str, Any], path: Path) -> None:
@@ -180,22 +188,15 @@ def main(args: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="robo-rl bench mbtl")
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--workers", type=int, default=2, help="local Ray CPUs (one job each, torch at one thread)")
-    parser.add_argument("--address", default=None, help="a Ray cluster's head (<host>:6379) instead of a local Ray")
     parser.add_argument("--multitask", default="auto", help="multi-task budgets in source trainings' steps "
                         "(auto: N/5 and N; none: skip)")
     parser.add_argument("--override", action="append", default=[], help="family override, e.g. family.n=10")
     parser.add_argument("--report", action="store_true", help="only aggregate the result files")
-    opts = parser.parse_args(args)
+    opts = parse_args(runner_options(parser), args)
     families = opts.families.split(",")
-    try:
-        seeds = [int(s) for s in opts.seeds.split(",")]
-    except ValueError:
-        raise ConfigError(f"--seeds: expected whole numbers separated by commas, got '{opts.seeds}'") from None
-    if opts.workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {opts.workers}")
+    seeds = seeds_of(opts.seeds)
     configs = {name: family_config(name, opts.override) for name in families}
-    launcher = {"address": opts.address, "workers": opts.workers, "retries": 2}
+    launcher = launcher_of(opts)
     folder = results_dir() / "mbtl"
     folder.mkdir(parents=True, exist_ok=True)
     if not opts.report:
@@ -203,13 +204,13 @@ def main(args: list[str]) -> None:
             n = int(family["n"])
             worths = [] if opts.multitask == "none" else sorted({max(1, n // 5), n}) if opts.multitask == "auto" \
                 else [int(w) for w in opts.multitask.split(",")]
+            # Each piece runs its trainings as parallel jobs itself, so the pieces go one after another (inline).
+            jobs = []
             for seed in seeds:
-                piece = run_piece("mbtl", folder / f"{name}__s{seed}.json", f"{name} seed {seed}: {n} sources x {n} targets",
-                                  lambda: transfer_piece(family, seed, launcher))
-                if piece is not None:
-                    plot_heatmap(piece, folder / f"{name}__s{seed}__transfer.png")
-                for worth in worths:
-                    run_piece("mbtl", folder / f"{name}__multitask{worth}__s{seed}.json",
-                              f"{name} seed {seed}: multi-task, {worth} sources' env steps",
-                              lambda: multitask_piece(family, seed, worth, launcher))
+                jobs.append(Job(f"{name} seed {seed}: {n} sources x {n} targets", transfer_piece,
+                                dict(family=family, seed=seed, launcher=launcher), folder / f"{name}__s{seed}.json"))
+                jobs += [Job(f"{name} seed {seed}: multi-task, {worth} sources' env steps", multitask_piece,
+                             dict(family=family, seed=seed, sources_worth=worth, launcher=launcher),
+                             folder / f"{name}__multitask{worth}__s{seed}.json") for worth in worths]
+            run_bench("mbtl", opts, jobs, inline=True, on_result=plot_transfer)
     print(report())

@@ -33,8 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from robo_rl.bench import (FINAL_NOTE, RUN_DEFAULTS, SEEDS_NOTE, final_point, final_return, per_seed, results_dir, run_piece, run_unit,
-                           write_summary)
+from robo_rl.bench import (parse_args, FINAL_NOTE, RUN_DEFAULTS, SEEDS_NOTE, final_point, final_return, has_steps, per_seed, results_dir, run_bench,
+                           runner_options, seeds_of, write_summary)
+from robo_rl.jobs import Job
 from robo_rl.config import ConfigError
 from robo_rl.logger import write_json
 
@@ -441,7 +442,7 @@ def main(args: list[str]) -> None:
     parser.add_argument("--steps", type=int, default=30_000)
     parser.add_argument("--override", action="append", default=[])
     parser.add_argument("--report", action="store_true")
-    opts = parser.parse_args(args)
+    opts = parse_args(runner_options(parser), args)
     from robo_rl.envs.factory import metaworld_tasks
 
     tasks = opts.tasks.split(",")
@@ -457,25 +458,28 @@ def main(args: list[str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if not opts.report:
         features = feature_file(tasks, opts.demos, opts.train_demos, opts.feature_steps)
+        jobs = []
         if opts.part in ("quality", "all"):
-            for task in mine:
-                path = folder / f"quality__{task}.json"
-                if path.exists():
-                    print(f"bench rewards: {path.name} done, skipped")
-                    continue
-                print(f"bench rewards: reward quality on {task}", flush=True)
-                write_json(path, quality(task, tasks, opts.demos, opts.train_demos, features, opts.model_steps), indent=1)
+            jobs += [Job(f"reward quality on {task}", quality,
+                         dict(task=task, tasks=tasks, episodes=opts.demos, train_demos=opts.train_demos, features=features,
+                              steps=opts.model_steps), folder / f"quality__{task}.json") for task in mine]
         if opts.part == "robustness":   # not part of "all": it needs tasks with an articulated object
             for task in mine:
-                run_piece("rewards", folder / f"robustness__{task}.json", f"robustness of the learned rewards on {task}",
-                          lambda: robustness(task, tasks, opts.demos, opts.train_demos, features, opts.model_steps, opts.set_episodes,
-                                             [agent_run(task, reward, opts, features) for reward in agent_rewards],
-                                             agent_negatives_file(task, opts, features) if "perceptual_agent_negatives" in agent_rewards else None))
+                if (folder / f"robustness__{task}.json").exists():
+                    continue   # its agent runs are not needed either
+                jobs.append(Job(f"robustness of the learned rewards on {task}", robustness, dict(
+                    task=task, tasks=tasks, episodes=opts.demos, train_demos=opts.train_demos, features=features,
+                    steps=opts.model_steps, set_episodes=opts.set_episodes,
+                    agent_runs=[agent_run(task, reward, opts, features) for reward in agent_rewards],
+                    agent_negatives=agent_negatives_file(task, opts, features) if "perceptual_agent_negatives" in agent_rewards else None),
+                    folder / f"robustness__{task}.json"))
         if opts.part in ("learn", "all"):
             for task in mine:
                 for reward in learn_rewards:
                     model = None if reward == "sparse" else reward_file(task, reward, opts, features)
-                    for seed in (int(s) for s in opts.seeds.split(",")):
-                        run_unit("rewards", folder / f"learn__{task}__{reward}__s{seed}.json", f"{task} {reward} seed {seed}", opts.steps,
-                                 lambda: learn(task, reward, seed, opts.steps, model, opts.override))
+                    jobs += [Job(f"{task} {reward} seed {seed}", learn,
+                                 dict(task=task, reward=reward, seed=seed, steps=opts.steps, model=model, extra=opts.override),
+                                 folder / f"learn__{task}__{reward}__s{seed}.json", has_steps(opts.steps))
+                             for seed in seeds_of(opts.seeds)]
+        run_bench("rewards", opts, jobs)
     print(report())
