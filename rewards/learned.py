@@ -9,6 +9,7 @@ Task reward under the learned term (`base`): `env` (the env's reward), `sparse` 
 task's success flag is on, else 0; with `terminate_on_success` the episode ends there), or `none`.
 - kind `perceptual`: r = base + scale * R_perceptual(s')
 - kind `process`:    r = base + scale * (gamma * Phi(s') - Phi(s)), Phi(s') = 0 when s' is terminal
+                     (plain=True: r = base + scale * Phi(s'), progress as a plain reward, the semantic-trap control)
 """
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ class LearnedReward(gym.Wrapper):
     """Replaces the env's reward with a learned one (see the module docstring for the formulas)."""
 
     def __init__(self, env: gym.Env, model: str, base: str = "sparse", scale: float = 1.0, gamma: float = 0.99,
-                 terminate_on_success: bool = True, name: str = "learned") -> None:
+                 terminate_on_success: bool = True, name: str = "learned", plain: bool = False) -> None:
         from robo_rl.envs.render import CameraRenderer
 
         super().__init__(env)
@@ -93,6 +94,9 @@ class LearnedReward(gym.Wrapper):
         self.kind = self.manifest["kind"]
         self.base, self.scale, self.gamma = base, float(scale), float(gamma)
         self.terminate_on_success = bool(terminate_on_success)
+        # process models: plain=True pays the progress itself, r = base + scale * Phi(s') (the semantic-trap
+        # control: it rewards sitting in high-progress states), instead of its potential-based shaping
+        self.plain = bool(plain)
         self.renderer = CameraRenderer(env, self.manifest["cameras"], int(self.manifest["image_size"]))
         self.start: np.ndarray | None = None
         self.phi = 0.0
@@ -123,7 +127,7 @@ class LearnedReward(gym.Wrapper):
         views = self._views()
         if self.kind == "process":
             next_phi = self._potential(views)
-            learned = float(shaped_reward(0.0, self.phi, next_phi, self.gamma, terminated))
+            learned = next_phi if self.plain else float(shaped_reward(0.0, self.phi, next_phi, self.gamma, terminated))
             info["progress"] = next_phi
             self.phi = next_phi
         else:
@@ -152,7 +156,7 @@ class LearnedReward(gym.Wrapper):
         base = {"env": env_reward, "sparse": success.astype(np.float64), "none": np.zeros(steps)}[self.base]
         if self.kind == "process":
             phi = self.reward_model.progress(views, views[0], self.reward_model.goal)
-            learned = shaped_reward(0.0, phi[:-1], phi[1:], self.gamma, terminated)
+            learned = phi[1:] if self.plain else shaped_reward(0.0, phi[:-1], phi[1:], self.gamma, terminated)
         else:
             learned = np.asarray(self.reward_model(views[1:, 0]), dtype=np.float64)  # the first camera, as in step()
         return base + self.scale * learned, terminated

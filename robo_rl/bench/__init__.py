@@ -19,7 +19,7 @@ from robo_rl.jobs import Job, run_jobs
 
 BENCHMARKS = {"throughput": "robo_rl.bench.throughput", "learn": "robo_rl.bench.learn", "ros": "robo_rl.bench.ros",
               "fas": "robo_rl.bench.fas", "rewards": "robo_rl.bench.rewards", "ads": "robo_rl.bench.ads",
-              "mbtl": "robo_rl.bench.mbtl", "l2m": "robo_rl.bench.l2m"}
+              "mbtl": "robo_rl.bench.mbtl", "l2m": "robo_rl.bench.l2m", "demos": "robo_rl.bench.demos"}
 
 
 # One definition of a run's final result, used by every table.

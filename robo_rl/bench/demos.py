@@ -1,0 +1,259 @@
+"""`robo-rl bench demos`: manipulation from one to five demonstrations with the demo-seeded learner.
+
+Settings (Meta-World v3, MT1 goal randomisation, 200-step episodes, the scripted expert's demos recorded
+once per task with seed 0 and cameras corner/corner2 at 84 px):
+- one-shot tasks (1 demo): drawer-open-v3, door-open-v3, button-press-topdown-v3;
+- harder tasks (5 demos): pick-place-v3, assembly-v3.
+Arms (one job, one result file per task, arm and seed; the runner's options apply):
+- bc: behaviour cloning alone (the demo-seeded learner's BC pre-training), evaluated on 50 episodes;
+- demo_sparse: agent=demo_sac with the sparse success reward (episodes end at success);
+- demo_ibrl: the same with IBRL's BC proposal;
+- demo_process: demo_sac, sparse reward plus the potential of a process reward model fitted on the other
+  tasks' demos and adapted one-shot to this task's demo (frames rendered every step);
+- demo_progress: the same progress used as a plain reward (the semantic-trap control);
+- sac_sparse / sac_dense: the suite's SAC from scratch (no demos), sparse and the env's dense reward;
+- critic_only: the learner's critic and UTD (demo_sac's settings) without any demos, sparse reward.
+Every training arm is evaluated every 25 rollouts (5000 env steps) on 20 episodes with new goals.
+Budgets count rollouts of 200 steps: 300 on the one-shot tasks, 500 on the harder ones (--rollouts).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robo_rl.bench import RUN_DEFAULTS, parse_args, results_dir, run_bench, runner_options, seeds_of, write_summary
+from robo_rl.config import ConfigError
+from robo_rl.jobs import Job
+
+ONE_SHOT = ("drawer-open-v3", "door-open-v3", "button-press-topdown-v3")
+HARDER = ("pick-place-v3", "assembly-v3")
+DEMOS = {**{t: 1 for t in ONE_SHOT}, **{t: 5 for t in HARDER}}
+BUDGET = {**{t: 300 for t in ONE_SHOT}, **{t: 500 for t in HARDER}}
+HORIZON = 200
+EVAL_EVERY = 25            # rollouts
+EVAL_EPISODES = 20
+BC_EPISODES = 50
+CAMERAS = ("corner", "corner2")
+WORK = Path("runs") / "bench" / "demos"
+ARMS = {
+    "bc": [],
+    "demo_sparse": ["agent=demo_sac", "reward=sparse"],
+    "demo_ibrl": ["agent=demo_sac", "reward=sparse", "agent.ibrl=true"],
+    "demo_process": ["agent=demo_sac", "reward=process", "reward.base=sparse"],
+    "demo_progress": ["agent=demo_sac", "reward=process", "reward.base=sparse", "reward.plain=true"],
+    "sac_sparse": ["agent=sac", "reward=sparse", "agent.learning_starts=5000"],
+    "sac_dense": ["agent=sac", "reward=env", "agent.learning_starts=5000"],
+    "critic_only": ["agent=sac", "reward=sparse", "agent.learning_starts=2000", "agent.critics=4", "agent.layer_norm=true",
+                    "agent.utd=4", "agent.backup_entropy=false", "agent.initial_alpha=0.01"],
+}
+HEADLINE = ("bc", "demo_sparse", "demo_process")
+
+
+def demo_file(task: str) -> Path:
+    """Five expert demos of the task (seed 0, two cameras, 84 px), recorded once."""
+    from robo_rl.rewards.demos import collect_demos, save_demos
+
+    path = WORK / "demos" / f"{task}.h5"
+    if not path.exists():
+        print(f"bench demos: recording 5 expert demos of {task}", flush=True)
+        save_demos(path, collect_demos(task, 5, CAMERAS, 84, seed=0, progress=False), task)
+    return path
+
+
+def process_file(task: str, tasks: list[str]) -> Path:
+    """A process reward model fitted on the other tasks' demos, adapted one-shot to this task's first demo."""
+    from robo_rl.rewards.demos import load_demos
+    from robo_rl.rewards.features import pretrain_tcn, save_feature_net
+    from robo_rl.rewards.pipeline import fit_process_file
+
+    features = WORK / "features.safetensors"
+    if not features.exists():
+        frames = [d.frames for t in tasks for d in load_demos(demo_file(t), limit=DEMOS[t])]
+        net, _ = pretrain_tcn(frames, steps=1000, seed=0)
+        save_feature_net(net, features, {"tasks": tasks, "steps": 1000})
+    path = WORK / f"process__{task}.safetensors"
+    if not path.exists():
+        others = [demo_file(t) for t in tasks if t != task]
+        fit_process_file(others, features, path, CAMERAS, steps=1500, adapt_file=demo_file(task))
+    return path
+
+
+def arm_overrides(task: str, arm: str, seed: int, rollouts: int, model: Path | None) -> list[str]:
+    steps = rollouts * HORIZON
+    overrides = [*ARMS[arm], "env=metaworld", f"env.id={task}", f"env.max_episode_steps={HORIZON}", f"seed={seed}",
+                 f"train.steps={steps}", f"train.eval_every={EVAL_EVERY * HORIZON}", f"train.eval_episodes={EVAL_EPISODES}",
+                 "train.checkpoint_every=5000", "train.progress=false", *RUN_DEFAULTS]
+    if arm.startswith("demo_"):
+        overrides += [f"agent.demos={demo_file(task).as_posix()}", f"agent.demo_episodes={DEMOS[task]}"]
+    if model is not None:
+        overrides.append(f"reward.model={model.as_posix()}")
+    return overrides
+
+
+def run_bc(task: str, seed: int) -> dict[str, Any]:
+    """BC alone: the demo-seeded learner's pre-training, evaluated deterministically on new goals."""
+    import time
+
+    from robo_rl.agents.demo_sac import DemoSAC
+    from robo_rl.envs.factory import env_config, make_env
+    from robo_rl.evaluate import evaluate
+    from robo_rl.rewards.learned import SparseSuccess
+    from robo_rl.train import seed_everything
+
+    seed_everything(seed)
+    env = SparseSuccess(make_env(env_config("metaworld", task, max_episode_steps=HORIZON), seed=seed))
+    eval_env = make_env(env_config("metaworld", task, max_episode_steps=HORIZON), seed=seed + 10_000)
+    agent = DemoSAC(env.observation_space, env.action_space,
+                    {"demos": str(demo_file(task)), "demo_episodes": DEMOS[task]}, seed=seed)
+    start = time.perf_counter()
+    agent.prepare(env)
+    result = evaluate(agent, eval_env, BC_EPISODES, seed=10_000 + 100 * seed)
+    return {"task": task, "arm": "bc", "seed": seed, "demos": DEMOS[task], "rollouts": 0, "steps": 0,
+            "success_rate": result["success_rate"], "episodes": BC_EPISODES, "wall_s": round(time.perf_counter() - start, 1)}
+
+
+def run_one(task: str, arm: str, seed: int, rollouts: int, model: str | None, extra: list[str]) -> dict[str, Any]:
+    from robo_rl.config import compose, to_container
+    from robo_rl.runs import load_run_config, train_run
+
+    if arm == "bc":
+        return run_bc(task, seed)
+    run_dir = WORK / f"{task}__{arm}__s{seed}"
+    resume = (run_dir / "checkpoint.safetensors").exists()
+    cfg = load_run_config(run_dir) if resume else compose(arm_overrides(task, arm, seed, rollouts, model and Path(model)) + extra)
+    if resume:
+        cfg.train.steps = rollouts * HORIZON   # a larger budget continues the same run
+    train_run(cfg, run_dir, resume=resume)
+    evaluations = json.loads((run_dir / "evaluations.json").read_text())
+    curve = [{"rollouts": e["step"] // HORIZON, "step": e["step"], "success_rate": e.get("success_rate", 0.0),
+              "wall_s": e.get("wall_s")} for e in evaluations]
+    wall = curve[-1]["wall_s"] if curve else None
+    return {"task": task, "arm": arm, "seed": seed, "demos": DEMOS[task] if arm.startswith("demo_") else 0,
+            "rollouts": rollouts, "steps": rollouts * HORIZON, "curve": curve,
+            "env_steps_per_s": round(rollouts * HORIZON / wall, 1) if wall else None,
+            "config": {"agent": to_container(cfg.agent), "reward": to_container(cfg.get("reward") or {})}}
+
+
+# --- the report -------------------------------------------------------------------------------------
+def success_at(result: dict[str, Any], rollouts: int) -> float | None:
+    if result["arm"] == "bc":
+        return result["success_rate"]
+    points = [p for p in result["curve"] if p["rollouts"] <= rollouts]
+    return points[-1]["success_rate"] if points and points[-1]["rollouts"] == rollouts else None
+
+
+def rollouts_to(result: dict[str, Any], level: float) -> int | None:
+    if result["arm"] == "bc":
+        return 0 if result["success_rate"] >= level else None
+    return next((p["rollouts"] for p in result["curve"] if p["success_rate"] >= level), None)
+
+
+def iqm_ci(values: list[float]) -> str:
+    from scipy import stats
+
+    if len(values) < 5:
+        return "-"
+    rng = np.random.default_rng(0)
+    boots = [stats.trim_mean(rng.choice(values, len(values)), 0.25) for _ in range(2000)]
+    return f"{stats.trim_mean(values, 0.25):.2f} [{np.percentile(boots, 2.5):.2f}, {np.percentile(boots, 97.5):.2f}]"
+
+
+def report() -> str:
+    folder = results_dir() / "demos"
+    folder.mkdir(parents=True, exist_ok=True)
+    results = [json.loads(p.read_text()) for p in sorted(folder.glob("*__*__s*.json"))]
+    lines = ["Success rate (fraction of evaluation episodes with new goals) after N rollouts of 200 steps; per seed, and the "
+             "IQM with a 95% bootstrap interval where 5 seeds are done. Rollouts to 80% / 95%: the first evaluation at or "
+             "above it, per seed ('-': not reached). BC: behaviour cloning alone, 50 episodes.", "",
+             "| task | demos | arm | seeds | @150 | @300 | @500 | IQM @ budget | to 80% | to 95% | env steps/s |",
+             "|---|---:|---|---:|---|---|---|---|---|---|---:|"]
+    for task in (*ONE_SHOT, *HARDER):
+        for arm in ARMS:
+            runs = sorted((r for r in results if r["task"] == task and r["arm"] == arm), key=lambda r: r["seed"])
+            if not runs:
+                continue
+            cells = []
+            for budget in (150, 300, 500):
+                values = [success_at(r, budget) for r in runs]
+                cells.append(", ".join("-" if v is None else f"{v:.2f}" for v in values) if any(v is not None for v in values) else "")
+            final = [success_at(r, BUDGET[task]) for r in runs]
+            to80 = ", ".join(str(rollouts_to(r, 0.8) or "-") for r in runs)
+            to95 = ", ".join(str(rollouts_to(r, 0.95) or "-") for r in runs)
+            speed = [r.get("env_steps_per_s") for r in runs if r.get("env_steps_per_s")]
+            demos = DEMOS[task] if arm == "bc" or arm.startswith("demo_") else 0
+            speed = f"{np.mean(speed):.0f}" if speed else "-"
+            lines.append(f"| {task} | {demos} | {arm} | {len(runs)} | {' | '.join(cells)} | "
+                         f"{iqm_ci([v for v in final if v is not None])} | {to80} | {to95} | {speed} |")
+    plot(results, folder)
+    return write_summary("demos", folder, lines)
+
+
+def plot(results: list[dict[str, Any]], folder: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [t for t in (*ONE_SHOT, *HARDER) if any(r["task"] == t for r in results)]
+    if not tasks:
+        return
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for i, arm in enumerate(ARMS):
+            runs = [r for r in results if r["task"] == task and r["arm"] == arm]
+            if not runs:
+                continue
+            if arm == "bc":
+                ax.axhline(np.mean([r["success_rate"] for r in runs]), color="gray", ls="--", label="bc (mean)")
+                continue
+            for k, r in enumerate(runs):
+                xs = [p["rollouts"] for p in r["curve"]]
+                ax.plot(xs, [p["success_rate"] for p in r["curve"]], color=f"C{i}", alpha=0.8, label=arm if k == 0 else None)
+        ax.set_title(f"{task} ({DEMOS[task]} demo{'s' if DEMOS[task] > 1 else ''})")
+        ax.set_xlabel("rollouts (200 steps)")
+        ax.set_ylim(-0.02, 1.02)
+    axes[0][0].set_ylabel("success rate (per seed)")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(folder / "success.png", dpi=110)
+    plt.close(fig)
+
+
+def main(args: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="robo-rl bench demos")
+    parser.add_argument("--tasks", default=",".join(ONE_SHOT + HARDER))
+    parser.add_argument("--arms", default=",".join(HEADLINE))
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--rollouts", type=int, default=None, help="rollouts of 200 steps per run (default: 300 one-shot, 500 harder)")
+    parser.add_argument("--override", action="append", default=[], help="extra config override for every training")
+    parser.add_argument("--report", action="store_true", help="only aggregate the result files")
+    opts = parse_args(runner_options(parser), args)
+    tasks, arms, seeds = opts.tasks.split(","), opts.arms.split(","), seeds_of(opts.seeds)
+    for task in tasks:
+        if task not in DEMOS:
+            raise ConfigError(f"--tasks: unknown task '{task}' (valid: {', '.join(DEMOS)})")
+    for arm in arms:
+        if arm not in ARMS:
+            raise ConfigError(f"--arms: unknown arm '{arm}' (valid: {', '.join(ARMS)})")
+    if opts.rollouts is not None and opts.rollouts < EVAL_EVERY:
+        raise ConfigError(f"--rollouts: {opts.rollouts} must be >= {EVAL_EVERY} (one evaluation)")
+    folder = results_dir() / "demos"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not opts.report:
+        jobs = []
+        for task in tasks:
+            rollouts = opts.rollouts or BUDGET[task]
+            for arm in arms:
+                model = process_file(task, list(ONE_SHOT)) if arm in ("demo_process", "demo_progress") else None
+                needed = 0 if arm == "bc" else rollouts * HORIZON
+                jobs += [Job(f"{task} {arm} seed {seed}", run_one,
+                             dict(task=task, arm=arm, seed=seed, rollouts=rollouts, model=model and model.as_posix(),
+                                  extra=opts.override),
+                             folder / f"{task}__{arm}__s{seed}.json", lambda r, n=needed: r.get("steps", 0) >= n)
+                         for seed in seeds]
+        run_bench("demos", opts, jobs)
+    print(report())
