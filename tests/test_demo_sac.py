@@ -217,3 +217,34 @@ def test_sigkill_then_resume_keeps_the_demo_store_bc_state_and_counters(tmp_path
     agent = DemoSAC.load(straight / "checkpoint.safetensors")
     assert agent.demo_store.size == int(store["size"]) and agent.updates == a["agent"]["updates"]
     assert_same_state(agent.bc_actor.state_dict(), a["agent"]["bc_actor"])
+
+
+# --- the benchmark's report ---------------------------------------------------------------------------
+def test_bench_demos_report_reads_budgets_and_thresholds_from_the_result_files(tmp_path, monkeypatch):
+    """Success at 150/300 rollouts, rollouts to 80%/95% per seed, and the IQM with its interval at 5 seeds,
+    all from the result files (a curve every 25 rollouts); BC is a flat line."""
+    import json
+
+    from robo_rl.bench import demos as bench
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "benchmarks" / "results" / "demos"
+    folder.mkdir(parents=True)
+    to80, to95 = [75, 50, 50, 25, 200], [100, 75, 50, 50, None]   # per seed; seed 4 never reaches 95%
+    for seed in range(5):
+        levels = [0.5 if r < to80[seed] else 0.85 if to95[seed] is None or r < to95[seed] else 1.0 for r in range(25, 325, 25)]
+        curve = [{"rollouts": r, "step": r * 200, "success_rate": s, "wall_s": r * 10.0} for r, s in zip(range(25, 325, 25), levels)]
+        (folder / f"drawer-open-v3__demo_sparse__s{seed}.json").write_text(json.dumps(
+            {"task": "drawer-open-v3", "arm": "demo_sparse", "seed": seed, "steps": 60000, "curve": curve, "env_steps_per_s": 20.0}))
+        (folder / f"drawer-open-v3__bc__s{seed}.json").write_text(json.dumps(
+            {"task": "drawer-open-v3", "arm": "bc", "seed": seed, "steps": 0, "success_rate": 0.3}))
+    table = bench.report()
+    row = next(line for line in table.splitlines() if "| demo_sparse |" in line)
+    cells = [c.strip() for c in row.split("|")]
+    assert cells[5] == "1.00, 1.00, 1.00, 1.00, 0.50" and cells[6] == "1.00, 1.00, 1.00, 1.00, 0.85" and cells[7] == ""
+    assert cells[9] == "75, 50, 50, 25, 200" and cells[10] == "100, 75, 50, 50, -"   # the first point at or above 80% / 95%
+    assert cells[8].startswith("1.00 [")   # IQM at 300: the middle three seeds, all at 1.00
+    assert cells[11] == "20"
+    bc = [c.strip() for c in next(line for line in table.splitlines() if "| bc |" in line).split("|")]
+    assert bc[5] == "0.30, 0.30, 0.30, 0.30, 0.30" and bc[9] == "-, -, -, -, -"
+    assert (folder / "success.png").is_file() and (folder / "summary.md").read_text().strip() == table.strip()

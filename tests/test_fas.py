@@ -121,7 +121,8 @@ def test_bench_fas_quick_gives_every_arm_the_same_warmup_and_replaces_stale_resu
     stale["warmup"] = 10_000
     (folder / "InvertedPendulum-v5__sb3_sac__s0.json").write_text(json.dumps(stale))
     again = cli(*args, timeout=600)
-    assert again.returncode == 0 and again.stdout.count("done, skipped") == 2, again.stdout[-2000:]
+    assert again.returncode == 0 and "bench fas: 3 job(s), 2 done already, 1 to run" in again.stdout, again.stdout[-2000:]
+    assert "[3/3] InvertedPendulum-v5 sb3_sac seed 0: done" in again.stdout
     assert json.loads((folder / "InvertedPendulum-v5__sb3_sac__s0.json").read_text())["warmup"] == 300
 
 

@@ -181,8 +181,7 @@ def report() -> str:
                 values = [success_at(r, budget) for r in runs]
                 cells.append(", ".join("-" if v is None else f"{v:.2f}" for v in values) if any(v is not None for v in values) else "")
             final = [success_at(r, BUDGET[task]) for r in runs]
-            to80 = ", ".join(str(rollouts_to(r, 0.8) or "-") for r in runs)
-            to95 = ", ".join(str(rollouts_to(r, 0.95) or "-") for r in runs)
+            to80, to95 = (", ".join("-" if n is None else str(n) for n in (rollouts_to(r, level) for r in runs)) for level in (0.8, 0.95))
             speed = [r.get("env_steps_per_s") for r in runs if r.get("env_steps_per_s")]
             demos = DEMOS[task] if arm == "bc" or arm.startswith("demo_") else 0
             speed = f"{np.mean(speed):.0f}" if speed else "-"
