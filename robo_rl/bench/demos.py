@@ -245,6 +245,7 @@ def main(args: list[str]) -> None:
     if not opts.report:
         jobs = []
         for task in tasks:
+            demo_file(task)   # recorded here, once, before jobs that read it run in parallel
             rollouts = opts.rollouts or BUDGET[task]
             for arm in arms:
                 model = process_file(task, list(ONE_SHOT)) if arm in ("demo_process", "demo_progress") else None
