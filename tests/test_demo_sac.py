@@ -1,21 +1,19 @@
 """The demo-seeded learner (agents/demo_sac.py) and the SAC options it rests on (E heads, LayerNorm, UTD)."""
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from conftest import built_once, run_process, spawn
-from test_resume import assert_same_state
+from test_resume import assert_same_state, sigkill_mid_run
 
 from robo_rl.agents.demo_sac import DemoSAC
 from robo_rl.agents.nets import BatchedMLP
 from robo_rl.agents.sac import SAC
-from robo_rl.checkpoint import load_checkpoint, read_info
+from robo_rl.checkpoint import load_checkpoint
 from robo_rl.envs.factory import env_config, make_env
 from robo_rl.evaluate import evaluate
 from robo_rl.replay import ReplayBuffer
@@ -193,17 +191,7 @@ def test_sigkill_then_resume_keeps_the_demo_store_bc_state_and_counters(tmp_path
     assert done.returncode == 0, done.stderr[-2000:]
     proc = spawn([*cli, *args, f"hydra.run.dir={killed}"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = killed / "checkpoint.safetensors"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        try:
-            if 240 <= read_info(checkpoint)["step"] < 500:
-                break
-        except Exception:
-            pass
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run must be killed mid-way for this test to mean anything"
+    sigkill_mid_run(proc, checkpoint, 240, 500)
     resumed = run_process([*cli, "train", f"resume={killed}"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     a, _ = load_checkpoint(straight / "checkpoint.safetensors")

@@ -28,6 +28,24 @@ def cli(*args, cwd):
     return [sys.executable, "-m", "robo_rl.cli", *args]
 
 
+def sigkill_mid_run(proc, checkpoint, low: int, high: int, timeout: float = 300) -> int:
+    """SIGKILL a training process once its checkpoint holds a step in [low, high); returns that step."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if low <= read_info(checkpoint)["step"] < high:
+                break
+        except Exception:
+            pass
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run must be killed mid-way for this test to mean anything"
+    killed_at = read_info(checkpoint)["step"]
+    assert low <= killed_at < high
+    return killed_at
+
+
 def assert_same_state(a, b, path="state"):
     if isinstance(a, torch.Tensor):
         assert torch.equal(a, b), path
@@ -57,19 +75,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, agent):
     proc = spawn(cli(*ARGS, f"hydra.run.dir={killed}", cwd=tmp_path), cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = killed / "checkpoint.safetensors"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        try:
-            if 300 <= read_info(checkpoint)["step"] < 600:
-                break
-        except Exception:
-            pass
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run must be killed mid-way for this test to mean anything"
-    killed_at = read_info(checkpoint)["step"]
-    assert 300 <= killed_at < 600
+    killed_at = sigkill_mid_run(proc, checkpoint, 300, 600)
 
     resumed = run_process(cli("train", f"resume={killed}", cwd=tmp_path), cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=300)

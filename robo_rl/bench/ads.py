@@ -24,8 +24,8 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from robo_rl.bench import (parse_args, FINAL_NOTE, RUN_DEFAULTS, SEEDS_NOTE, final_point, final_return, has_steps, per_seed, results_dir, run_bench,
-                           runner_options, seeds_of, write_summary)
+from robo_rl.bench import (FINAL_NOTE, RUN_DEFAULTS, SEEDS_NOTE, final_point, final_return, has_steps, parse_args, per_seed,
+                           results_dir, run_bench, runner_options, seeds_of, write_summary)
 from robo_rl.jobs import Job
 from robo_rl.config import ConfigError
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from robo_rl.bench import parse_args, RUN_DEFAULTS, SEEDS_NOTE, grid_jobs, grid_parser, results_dir, run_bench, write_summary
+from robo_rl.bench import RUN_DEFAULTS, SEEDS_NOTE, grid_jobs, grid_parser, parse_args, results_dir, run_bench, write_summary
 
 TASKS = {"InvertedPendulum-v5": "inverted_pendulum", "Hopper-v5": "hopper", "Reacher-v5": "reacher",
          "HalfCheetah-v5": "halfcheetah", "Walker2d-v5": "walker2d"}

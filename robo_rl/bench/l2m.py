@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from robo_rl.bench import parse_args, SEEDS_NOTE, per_seed, results_dir, run_bench, runner_options, seeds_of, write_summary
+from robo_rl.bench import SEEDS_NOTE, parse_args, per_seed, results_dir, run_bench, runner_options, seeds_of, write_summary
 from robo_rl.jobs import Job
 
 METHODS = ("full", "lora", "l2m", "l2m_oracle")

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from robo_rl.bench import parse_args, FINAL_NOTE, RUN_DEFAULTS, SEEDS_NOTE, final_return, grid_jobs, grid_parser, per_seed, results_dir, run_bench, write_summary
+from robo_rl.bench import (FINAL_NOTE, RUN_DEFAULTS, SEEDS_NOTE, final_return, grid_jobs, grid_parser, parse_args, per_seed,
+                           results_dir, run_bench, write_summary)
 
 TASKS = {"HalfCheetah-v5": "halfcheetah", "Walker2d-v5": "walker2d", "Humanoid-v5": "humanoid", "Hopper-v5": "hopper"}
 REFERENCE_100K = {"HalfCheetah-v5": ("MR.Q", 7872), "Walker2d-v5": ("MR.Q", 3127), "Humanoid-v5": ("MR.Q", 522)}

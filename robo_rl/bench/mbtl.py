@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from robo_rl.bench import parse_args, SEEDS_NOTE, launcher_of, per_seed, results_dir, run_bench, runner_options, seeds_of, write_summary
+from robo_rl.bench import (SEEDS_NOTE, launcher_of, parse_args, per_seed, results_dir, run_bench, runner_options, seeds_of,
+                           write_summary)
 from robo_rl.jobs import Job
 
 FAMILIES = ("pendulum_length", "inverted_pendulum_gain")
@@ -183,8 +184,6 @@ def plot_family(name: str, curves: list[dict[str, list[float]]], multitask: dict
 
 
 def main(args: list[str]) -> None:
-    from robo_rl.config import ConfigError
-
     parser = argparse.ArgumentParser(prog="robo-rl bench mbtl")
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--seeds", default="0,1,2")
