@@ -130,9 +130,10 @@ class DemoSAC(SAC):
         return action[0].cpu().numpy()
 
     def higher_q(self, obs: torch.Tensor, action: torch.Tensor, proposal: torch.Tensor, target: bool = False) -> torch.Tensor:
-        """Per sample, whichever of the two actions the critic (or its target) values higher."""
-        q_actor = self.q_min(obs, action, target=target)
-        q_proposal = self.q_min(obs, proposal, target=target)
+        """Per sample, whichever of the two actions the critic (or its target, the same heads for both) values higher."""
+        heads = self.target_heads() if target else None
+        q_actor = self.q_min(obs, action, target=target, heads=heads)
+        q_proposal = self.q_min(obs, proposal, target=target, heads=heads)
         return torch.where((q_proposal > q_actor).unsqueeze(-1), proposal, action)
 
     # --- learning -------------------------------------------------------------------------------

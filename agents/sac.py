@@ -155,12 +155,14 @@ class SAC(Agent):
         return action[0].cpu().numpy()
 
     # --- learning -------------------------------------------------------------------------------
-    def q_min(self, obs: torch.Tensor, action: torch.Tensor, detach_weights: bool = False, target: bool = False) -> torch.Tensor:
-        """The min over the critic heads (the actor's view), or over the target's chosen heads."""
+    def q_min(self, obs: torch.Tensor, action: torch.Tensor, detach_weights: bool = False, target: bool = False,
+              heads: torch.Tensor | None = None) -> torch.Tensor:
+        """The min over the critic heads (the actor's view), or over the target's chosen heads (`heads`, or a
+        random subset drawn here)."""
         critic = self.critic_target if target else self.critic
         q = critic(torch.cat([obs, action], dim=-1), detach_weights=detach_weights)
         if target and self.target_critics < self.n_critics:
-            q = q[self.target_heads()]
+            q = q[self.target_heads() if heads is None else heads]
         return q.min(dim=0).values.squeeze(-1)
 
     def target_heads(self) -> torch.Tensor:

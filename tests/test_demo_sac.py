@@ -236,3 +236,20 @@ def test_bench_demos_report_reads_budgets_and_thresholds_from_the_result_files(t
     bc = [c.strip() for c in next(line for line in table.splitlines() if "| bc |" in line).split("|")]
     assert bc[5] == "0.30, 0.30, 0.30, 0.30, 0.30" and bc[9] == "-, -, -, -, -"
     assert (folder / "success.png").is_file() and (folder / "summary.md").read_text().strip() == table.strip()
+
+
+def test_ibrl_takes_per_sample_the_action_the_critic_values_higher():
+    agent = DemoSAC(OBS, ACT, {**SMALL, "demos": "x.h5", "ibrl": True, "critics": 4, "target_critics": 2}, seed=1)
+    obs = torch.randn(32, 5)
+    mine, proposal = torch.rand(32, 2) * 2 - 1, torch.rand(32, 2) * 2 - 1
+    chosen = agent.higher_q(obs, mine, proposal)
+    prefer = agent.q_min(obs, proposal) > agent.q_min(obs, mine)
+    assert 0 < int(prefer.sum()) < 32   # a real mix, so the test sees both cases
+    torch.testing.assert_close(chosen, torch.where(prefer.unsqueeze(-1), proposal, mine))
+    # the target's choice compares both actions on the same random subset of heads
+    torch.manual_seed(3)
+    heads = agent.target_heads()
+    torch.manual_seed(3)
+    chosen = agent.higher_q(obs, mine, proposal, target=True)
+    prefer = agent.q_min(obs, proposal, target=True, heads=heads) > agent.q_min(obs, mine, target=True, heads=heads)
+    torch.testing.assert_close(chosen, torch.where(prefer.unsqueeze(-1), proposal, mine))
