@@ -173,6 +173,7 @@ class Agent(abc.ABC):
 # this table or from classes registered in this process, never by importing a name read from a file:
 # a crafted checkpoint or config cannot make the loader import (and so run) any other module.
 SUITE_AGENTS = {
+    "robo_rl.agents.crossq.CrossQ": ("robo_rl.agents.crossq", "CrossQ"),
     "robo_rl.agents.demo_sac.DemoSAC": ("robo_rl.agents.demo_sac", "DemoSAC"),
     "robo_rl.agents.l2m.L2M": ("robo_rl.agents.l2m", "L2M"),
     "robo_rl.agents.sac.SAC": ("robo_rl.agents.sac", "SAC"),

@@ -103,9 +103,8 @@ class SAC(Agent):
 
         torch.manual_seed(self.seed)  # built on the CPU, then moved: the same seed gives the same weights anywhere
         self.actor = self.build_actor().to(self.device)
-        self.critic = BatchedMLP(self.n_critics, self.obs_dim + self.action_dim, self.hidden, 1,
-                                 layer_norm=self.layer_norm).to(self.device)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.critic = self.build_critic().to(self.device)
+        self.critic_target = self.build_target()
         # alpha starts at `initial_alpha` (1, as SB3's ent_coef "auto"; SB3's "auto_0.1" is initial_alpha 0.1)
         initial_alpha = option(c, "initial_alpha", float, 1.0)
         if initial_alpha <= 0:
@@ -118,6 +117,13 @@ class SAC(Agent):
     # --- pieces a subclass replaces (SRL) -------------------------------------------------------
     def build_actor(self) -> nn.Module:
         return Actor(self.obs_dim, self.action_dim, self.hidden)
+
+    def build_critic(self) -> nn.Module:
+        return BatchedMLP(self.n_critics, self.obs_dim + self.action_dim, self.hidden, 1, layer_norm=self.layer_norm)
+
+    def build_target(self) -> nn.Module | None:
+        """The Polyak-averaged target critic (None: an agent without one, CrossQ)."""
+        return copy.deepcopy(self.critic).requires_grad_(False)
 
     def policy_loss(self, obs: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The actor's loss and the log-probabilities the entropy temperature is tuned on."""
@@ -137,7 +143,7 @@ class SAC(Agent):
         """One flat buffer and one fused Adam per learner."""
         self.actor_params, self.actor_opt = self.flat_adam(self.actor, self.learning_rate)
         self.critic_params, self.critic_opt = self.flat_adam(self.critic, self.learning_rate)
-        self.target_params = FlatParameters(list(self.critic_target.parameters()))
+        self.target_params = FlatParameters(list(self.critic_target.parameters())) if self.critic_target is not None else None
         self.log_alpha.grad = torch.zeros_like(self.log_alpha)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=self.learning_rate, fused=True)
 

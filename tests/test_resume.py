@@ -19,6 +19,8 @@ AGENTS = {
     "sac": ["agent=sac", "agent.learning_starts=200", "agent.batch_size=64", "agent.net_arch=[64,64]"],
     "sb3_sac": ["agent=sb3_sac", "agent.learning_starts=200", "agent.hyperparams.batch_size=64",
                 "agent.hyperparams.net_arch=[64,64]"],
+    "crossq": ["agent=crossq", "agent.learning_starts=200", "agent.batch_size=64", "agent.net_arch=[64,64]",
+               "agent.critic_width=64"],
     "symphony_cpu": ["agent=symphony_cpu", "agent.explore_steps=200", "agent.times=5", "agent.hidden=64",
                      "agent.batch_size=64"],
 }
@@ -140,6 +142,8 @@ SMALL = {
     "sb3_td3": ["agent=sb3_td3", "agent.learning_starts=100", "agent.hyperparams.batch_size=32",
                 "agent.hyperparams.net_arch=[32,32]"],
     "srl": ["agent=srl", "agent.learning_starts=100", "agent.batch_size=32", "agent.net_arch=[32,32]", "agent.gru_hidden=16"],
+    "crossq": ["agent=crossq", "agent.learning_starts=200", "agent.batch_size=64", "agent.net_arch=[64,64]",
+               "agent.critic_width=64"],
     "symphony_cpu": ["agent=symphony_cpu", "agent.explore_steps=100", "agent.times=3", "agent.hidden=32", "agent.batch_size=32"],
 }
 

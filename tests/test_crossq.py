@@ -1,0 +1,119 @@
+"""CrossQ (agents/crossq.py): BatchRenorm against a plain reference, the joint forward, no target network,
+learning, and checkpoints."""
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from robo_rl.agents.crossq import BatchRenorm, CrossQ
+from robo_rl.replay import ReplayBuffer
+
+OBS = gym.spaces.Box(-np.inf, np.inf, (5,), np.float32)
+ACT = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+SMALL = {"net_arch": [16, 16], "critic_width": 32, "batch_size": 8}
+
+
+class ReferenceRenorm:
+    """Batch renormalisation (Ioffe 2017) as the official CrossQ code computes it, one head, in numpy."""
+
+    def __init__(self, features, momentum=0.99, eps=1e-3, warmup=2, r_max=3.0, d_max=5.0):
+        self.mean, self.var = np.zeros(features), np.ones(features)
+        self.momentum, self.eps, self.warmup, self.r_max, self.d_max, self.steps = momentum, eps, warmup, r_max, d_max, 0
+
+    def train(self, x):
+        mean, var = x.mean(0), x.var(0)
+        std, running_std = np.sqrt(var + self.eps), np.sqrt(self.var + self.eps)
+        r, d = np.ones_like(mean), np.zeros_like(mean)
+        if self.steps >= self.warmup:
+            r = np.clip(std / running_std, 1 / self.r_max, self.r_max)
+            d = np.clip((mean - self.mean) / running_std, -self.d_max, self.d_max)
+        self.mean = self.momentum * self.mean + (1 - self.momentum) * mean
+        self.var = self.momentum * self.var + (1 - self.momentum) * var
+        self.steps += 1
+        return (x - mean) / std * r + d
+
+    def eval(self, x):
+        return (x - self.mean) / np.sqrt(self.var + self.eps)
+
+
+def test_batch_renorm_matches_a_reference_in_training_and_eval_mode():
+    """Running statistics, the warm-up switch (plain batch norm for the first 2 steps) and the r/d
+    clipping after it (batches far from the running statistics, so that both clips act)."""
+    rng = np.random.default_rng(0)
+    layer, reference = BatchRenorm(1, 4, warmup=2, momentum=0.9), ReferenceRenorm(4, warmup=2, momentum=0.9)
+    clipped = False
+    for step in range(6):
+        x = rng.normal(loc=3.0 * step, scale=0.2 + step, size=(32, 4))
+        layer.train()
+        out = layer(torch.tensor(x[None], dtype=torch.float32))[0].detach().numpy()
+        expected = reference.train(x)
+        np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(layer.running_mean[0, 0].numpy(), reference.mean, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(layer.running_var[0, 0].numpy(), reference.var, rtol=1e-4, atol=1e-5)
+        if step < 2:   # the warm-up: exactly batch normalisation
+            np.testing.assert_allclose(out, (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-3), rtol=1e-4, atol=1e-4)
+        else:
+            clipped |= bool(np.any(np.abs(expected - (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-3)) > 1.0))
+        layer.eval()
+        probe = rng.normal(size=(7, 4))
+        np.testing.assert_allclose(layer(torch.tensor(probe[None], dtype=torch.float32))[0].detach().numpy(),
+                                   reference.eval(probe), rtol=1e-4, atol=1e-4)
+    assert clipped and int(layer.steps) == 6   # eval-mode calls do not count
+
+
+def test_the_joint_forward_equals_separate_forwards_in_eval_mode():
+    agent = CrossQ(OBS, ACT, SMALL, seed=0)
+    obs, action, next_obs, next_action = (torch.randn(8, 5), torch.rand(8, 2) * 2 - 1, torch.randn(8, 5),
+                                          torch.rand(8, 2) * 2 - 1)
+    agent.critic.eval()
+    q, q_next = agent.joint_q(obs, action, next_obs, next_action)
+    torch.testing.assert_close(q, agent.critic(torch.cat([obs, action], -1)).squeeze(-1))
+    torch.testing.assert_close(q_next, agent.critic(torch.cat([next_obs, next_action], -1)).squeeze(-1))
+
+
+def test_crossq_has_no_target_network_and_keeps_its_networks_in_eval_mode_outside_updates():
+    agent = CrossQ(OBS, ACT, SMALL, seed=0)
+    state = agent.state_dict()
+    assert agent.critic_target is None and agent.target_params is None
+    assert set(agent.networks()) == {"actor", "critic"} and "critic_target" not in state
+    n_params = sum(p.numel() for p in agent.actor.parameters()) + sum(p.numel() for p in agent.critic.parameters())
+    assert n_params == len(agent.actor_params) + len(agent.critic_params)   # every parameter is trained: none is a copy
+    assert all(g["betas"][0] == 0.5 for g in agent.critic_opt.param_groups)
+    replay = ReplayBuffer((5,), 2, 64, seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(64):
+        replay.add(rng.normal(size=5), rng.uniform(-1, 1, 2), rng.normal(), rng.normal(size=5), False)
+    before = agent.critic.norms[0].running_mean.clone()
+    actor_steps = []
+    for _ in range(6):
+        agent.train_step(replay)
+        assert not agent.actor.training and not agent.critic.training
+        actor_steps.append(agent.actor_opt.state_dict()["state"][0]["step"].item())
+    assert actor_steps == [1, 1, 1, 2, 2, 2]   # policy delay 3
+    assert not torch.equal(before, agent.critic.norms[0].running_mean)   # the statistics moved with training
+
+
+def test_crossq_learns_inverted_pendulum_far_above_a_zero_action_policy():
+    from robo_rl.envs.factory import env_config, make_env
+    from robo_rl.evaluate import evaluate
+    from robo_rl.runs import RandomAgent
+
+    env = make_env(env_config("mujoco", "InvertedPendulum-v5"), seed=0)
+    eval_env = make_env(env_config("mujoco", "InvertedPendulum-v5"), seed=100)
+    agent = CrossQ(env.observation_space, env.action_space, {"critic_width": 256, "learning_starts": 500}, seed=0)
+    agent.learn(2500, env, progress=False, eval_every=0)
+    trained = evaluate(agent, eval_env, 5, seed=7)["mean_return"]
+
+    class Zero(RandomAgent):
+        def act(self, obs, deterministic=False):
+            return np.zeros(self.action_dim, np.float32)
+
+    zero = evaluate(Zero(env.observation_space, env.action_space, {}, 0), eval_env, 5, seed=7)["mean_return"]
+    random = evaluate(RandomAgent(env.observation_space, env.action_space, {}, 0), eval_env, 5, seed=7)["mean_return"]
+    assert trained >= 500 and trained > 10 * max(zero, random), (trained, zero, random)
+
+
+@pytest.mark.parametrize("bad", [{"critic_width": 0}, {"policy_delay": 0}, {"adam_beta1": 1.0}])
+def test_bad_crossq_settings_name_the_key(bad):
+    with pytest.raises(ValueError, match="critic_width|policy_delay|adam_beta1"):
+        CrossQ(OBS, ACT, {**SMALL, **bad})
