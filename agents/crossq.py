@@ -165,14 +165,8 @@ class CrossQ(SAC):
         metrics = {"critic_loss": critic_loss.detach(), "alpha": alpha[0]}
         if update_actor and self.updates % self.policy_delay == 0:
             self.actor.train()   # its batch statistics; the critic it is scored by stays in eval mode
-            actor_loss, log_prob = self.policy_loss(obs, alpha)
+            metrics.update(self.actor_and_temperature_step(obs, alpha))
             self.actor.eval()
-            self._step(actor_loss, self.actor_params, self.actor_opt)
-            alpha_loss = -(self.log_alpha * (log_prob + self.target_entropy)).mean()
-            self.log_alpha.grad.zero_()
-            alpha_loss.backward()
-            self.alpha_opt.step()
-            metrics.update(actor_loss=actor_loss.detach(), entropy=-log_prob.mean())
         return metrics
 
     # --- checkpoints ----------------------------------------------------------------------------

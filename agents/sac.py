@@ -203,19 +203,22 @@ class SAC(Agent):
         self._step(critic_loss, self.critic_params, self.critic_opt)
 
         if update_actor:
-            actor_loss, log_prob = self.policy_loss(obs, alpha)
-            self._step(actor_loss, self.actor_params, self.actor_opt)
-
-            alpha_loss = -(self.log_alpha * (log_prob + self.target_entropy)).mean()
-            self.log_alpha.grad.zero_()
-            alpha_loss.backward()
-            self.alpha_opt.step()
-            metrics.update(actor_loss=actor_loss.detach(), entropy=-log_prob.mean())
+            metrics.update(self.actor_and_temperature_step(obs, alpha))
 
         with torch.no_grad():
             self.target_params.flat.lerp_(self.critic_params.flat, self.tau)
         metrics.update(critic_loss=critic_loss.detach(), alpha=alpha[0])
         return metrics
+
+    def actor_and_temperature_step(self, obs: torch.Tensor, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The actor's step against the critic just updated, then the entropy temperature's."""
+        actor_loss, log_prob = self.policy_loss(obs, alpha)
+        self._step(actor_loss, self.actor_params, self.actor_opt)
+        alpha_loss = -(self.log_alpha * (log_prob + self.target_entropy)).mean()
+        self.log_alpha.grad.zero_()
+        alpha_loss.backward()
+        self.alpha_opt.step()
+        return {"actor_loss": actor_loss.detach(), "entropy": -log_prob.mean()}
 
     def sample(self, replay: Any) -> dict[str, torch.Tensor]:
         """A uniform batch gathered into preallocated arrays (one copy, no new tensors per update)."""
