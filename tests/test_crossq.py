@@ -100,8 +100,8 @@ def test_crossq_learns_inverted_pendulum_far_above_a_zero_action_policy():
 
     env = make_env(env_config("mujoco", "InvertedPendulum-v5"), seed=0)
     eval_env = make_env(env_config("mujoco", "InvertedPendulum-v5"), seed=100)
-    agent = CrossQ(env.observation_space, env.action_space, {"critic_width": 256, "learning_starts": 500}, seed=0)
-    agent.learn(2500, env, progress=False, eval_every=0)
+    agent = CrossQ(env.observation_space, env.action_space, {"critic_width": 128, "learning_starts": 500}, seed=0)
+    agent.learn(2000, env, progress=False, eval_every=0)
     trained = evaluate(agent, eval_env, 5, seed=7)["mean_return"]
 
     class Zero(RandomAgent):
