@@ -139,3 +139,13 @@ def test_a_two_trial_optuna_sweep_on_ray_writes_its_study(tmp_path):
     assert study["best_value"] == max(t["mean_return"] for t in trials)
     assert set(study["best_params"]) == {"agent.learning_rate", "agent.batch_size"}
     assert 1e-4 <= study["best_params"]["agent.learning_rate"] <= 1e-3 and study["best_params"]["agent.batch_size"] in (32, 64)
+
+
+@pytest.mark.xdist_group("ray")
+def test_fractional_gpus_are_refused_where_the_cluster_has_none(tmp_path, local_ray):
+    from robo_rl.config import ConfigError
+
+    job = Job("gpu run", _always_raise, {}, tmp_path / "gpu.json")
+    with pytest.raises(ConfigError, match=r"--gpus-per-job 0.5: the Ray cluster has 0 GPU\(s\)"):
+        run_jobs([job], {"gpus_per_job": 0.5})
+    assert not (tmp_path / "gpu.json").exists()
