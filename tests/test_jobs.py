@@ -145,7 +145,10 @@ def test_a_two_trial_optuna_sweep_on_ray_writes_its_study(tmp_path):
 def test_fractional_gpus_are_refused_where_the_cluster_has_none(tmp_path, local_ray):
     from robo_rl.config import ConfigError
 
+    import ray
+
+    have = int(ray.cluster_resources().get("GPU", 0))   # 0 on a CPU machine; one more than there is anywhere
     job = Job("gpu run", _always_raise, {}, tmp_path / "gpu.json")
-    with pytest.raises(ConfigError, match=r"--gpus-per-job 0.5: the Ray cluster has 0 GPU\(s\)"):
-        run_jobs([job], {"gpus_per_job": 0.5})
+    with pytest.raises(ConfigError, match=rf"--gpus-per-job {have + 1}: the Ray cluster has {have} GPU\(s\)"):
+        run_jobs([job], {"gpus_per_job": have + 1})
     assert not (tmp_path / "gpu.json").exists()
