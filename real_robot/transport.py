@@ -141,7 +141,8 @@ class RospyTransport(Transport):
         master = rosgraph.Master(me)
         publishers, _, _ = master.getSystemState()
         nodes = next((names for name, names in publishers if name == topic), [])
-        return [node for node in nodes if node != me and _node_answers(master, me, node)]
+        mine = self._rospy.get_node_uri()
+        return [node for node in nodes if node != me and _node_publishes(master, me, node, topic, mine)]
 
     def close(self) -> None:
         for sub in self._subscribers:
@@ -164,12 +165,16 @@ class _TimeoutTransport(xmlrpc.client.Transport):
         return connection
 
 
-def _node_answers(master: Any, caller: str, node: str, timeout: float = 1.0) -> bool:
-    """Whether `node` answers its XML-RPC API (getPid) within `timeout` seconds."""
+def _node_publishes(master: Any, caller: str, node: str, topic: str, mine: str | None = None, timeout: float = 1.0) -> bool:
+    """Whether `node` answers its XML-RPC API within `timeout` seconds and says it publishes `topic`. Asking
+    for its publications, not just an answer, matters: a node killed outright stays registered, and its port
+    can be taken by a later node (this one too, `mine`), which would answer in its name."""
     try:
         uri = master.lookupNode(node)
-        code, _, _ = xmlrpc.client.ServerProxy(uri, transport=_TimeoutTransport(timeout)).getPid(caller)
-        return code == 1
+        if mine is not None and uri.rstrip("/") == mine.rstrip("/"):
+            return False
+        code, _, publications = xmlrpc.client.ServerProxy(uri, transport=_TimeoutTransport(timeout)).getPublications(caller)
+        return code == 1 and any(name == topic for name, _ in publications)
     except Exception:   # unknown to the master, refused, timed out: not a live publisher
         return False
 
