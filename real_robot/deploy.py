@@ -92,7 +92,9 @@ class CommandLog:
         self._file = path.open("w", newline="")
         self._writer = csv.writer(self._file)
         # time: wall clock when the row was logged; sent_at: the monotonic time the safety layer judged the
-        # command at (its send time), the clock its limits hold in (rows can be checked pair by pair with it)
+        # command at (its send time), the clock its limits hold in (rows can be checked pair by pair with it).
+        # Both it and the joint values are written exactly (shortest round-trip text): a resume can follow its
+        # hold by tens of microseconds, where a step within the limits is ~1e-8 rad and 9 decimals would not do.
         self._writer.writerow(["time", "sent_at", "step", "status", "kind", "reasons", "latency_ms", "goal_distance", *joints])
         self._file.flush()
         self._rows: queue.SimpleQueue = queue.SimpleQueue()
@@ -105,9 +107,9 @@ class CommandLog:
     def _drain(self) -> None:
         while (row := self._rows.get()) is not None:
             stamp, sent_at, step, status, kind, reasons, latency, distance, values = row
-            self._writer.writerow([f"{stamp:.6f}", "" if sent_at is None else f"{sent_at:.9f}", step, status, kind, reasons,
+            self._writer.writerow([f"{stamp:.6f}", "" if sent_at is None else repr(float(sent_at)), step, status, kind, reasons,
                                    "" if latency is None else f"{1e3 * latency:.4f}",
-                                   "" if distance is None else f"{distance:.5f}", *(f"{v:.9f}" for v in values)])
+                                   "" if distance is None else f"{distance:.5f}", *(repr(float(v)) for v in values)])
             self._file.flush()
 
     def close(self) -> None:

@@ -328,3 +328,33 @@ def test_every_pair_of_sent_commands_holds_included_stays_within_the_limits(even
             continue
         previous, velocity = velocity, moved / dt
         assert np.all(np.abs(velocity - previous) <= lim.acceleration * dt + 1e-6), (k, dt, velocity - previous)
+
+
+def test_commands_csv_keeps_every_pair_checkable_however_close_a_resume_follows_its_hold(tmp_path):
+    """A release delivered right behind its press: the resume goes out tens of microseconds after the hold,
+    where a step within the limits is ~1e-8 rad. commands.csv must hold the values exactly, or the pairs read
+    back from it break the limits by the rounding alone (at 9 decimals they did)."""
+    import csv
+
+    from robo_rl.bench.ros import pair_limit_ratios
+    from robo_rl.real_robot.deploy import CommandLog
+
+    rng = np.random.default_rng(0)
+    layer = SafetyLayer(ROBOT.limits, ROBOT.period, "position")
+    now = 1000.0 + rng.random()
+    layer.start(rng.uniform(-1.0, 1.0, N), now)
+    log = CommandLog(tmp_path / "commands.csv", ROBOT.joints)
+    log.write(-1, "hold", layer.hold("start", now), None, None)
+    for step in range(60):
+        if step % 3 == 2:
+            now += rng.choice([0.01, 0.05])
+            log.write(step, "hold", layer.hold("e-stop", now), None, None)
+            continue
+        now += rng.uniform(1e-5, 1e-4) if step % 3 == 0 else ROBOT.period
+        request = layer.last_target + rng.uniform(-0.3, 0.3, N)
+        log.write(step, "sent", layer.filter(request, layer.last_target, now), None, None)
+    log.close()
+    rows = list(csv.DictReader((tmp_path / "commands.csv").open()))
+    assert len(rows) == 61 and sum(r["status"] == "hold" for r in rows) == 21
+    velocity_ratio, acceleration_ratio = pair_limit_ratios(rows, ROBOT.joints, ROBOT.limits)
+    assert 0.5 < acceleration_ratio <= 1.0 + 1e-6 and 0.0 < velocity_ratio <= 1.0 + 1e-6
