@@ -16,6 +16,10 @@ of demos do:
                + bc_weight * mean_demos [1{Q(s, a_demo) > Q(s, mu(s))} ||mu(s) - a_demo||^2]
     and optionally IBRL's proposal (`ibrl: true`): a frozen copy of the BC policy proposes an action next
     to the actor's, when acting and in the critic's target, and whichever has the higher Q is taken.
+  * and, optionally (`promote_successes`), the agent's own successful episodes join the demos: each one
+    that ends in success is copied into the demo store, so the demo share of every batch and the BC term
+    also cover the new starts and goals it solved (self-imitation, Oh et al. 2018, with success as the
+    filter). One demo covers one goal; these cover the goals the policy has already reached.
 The critic (E heads with LayerNorm, a target over a random subset of 2, `utd` updates per env step, the
 entropy term in the backup optional), the entropy tuning and the target update are SAC's own (sac.py).
 
@@ -60,6 +64,9 @@ class DemoSAC(SAC):
         self.warmup_noise = option(c, "warmup_noise", float, 0.1)
         self.critic_warmup = option(c, "critic_warmup", int, 0)
         self.ibrl = bool(c.get("ibrl", False))
+        self.bc_filter = bool(c.get("bc_filter", True))
+        self.promote_successes = bool(c.get("promote_successes", False))
+        self.promoted = 0   # successful episodes of its own copied into the demo store
         for key, value in (("demo_ratio", self.demo_ratio), ("demo_ratio_final", self.demo_ratio_final)):
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"agent.{key} must be in [0, 1), got {value}")
@@ -89,6 +96,18 @@ class DemoSAC(SAC):
         columns[2], columns[4] = columns[2].reshape(n), columns[4].reshape(n)   # rewards and flags: one per row
         for row in zip(*columns):
             self.demo_store.add(*row)
+
+    def end_episode(self, replay: ReplayBuffer, length: int, success: bool | None) -> None:
+        """With `promote_successes`: a successful episode (the last `length` rows added) joins the demos."""
+        if not (self.promote_successes and success) or self.demo_store is None or length <= 0:
+            return
+        slots = (replay.pos - length + np.arange(length)) % replay.capacity
+        store = self.demo_store
+        if store.size + length > store.capacity:
+            store.grow(max(2 * store.capacity, store.size + length))
+        for i in slots:
+            store.add(replay.obs[i], replay.action[i], float(replay.reward[i, 0]), replay.next_obs[i], bool(replay.terminated[i, 0]))
+        self.promoted += 1
 
     def bc_loss(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """-log pi(a_demo|s) of the squashed Gaussian, its std floored at BC_MIN_STD (actions kept inside tanh's range)."""
@@ -155,9 +174,12 @@ class DemoSAC(SAC):
         """||mu(s) - a_demo||^2 where Q(s, a_demo) > Q(s, mu(s)) (the Q filter), averaged over the demo samples."""
         mean, log_std = self.actor.net(obs)[0].chunk(2, dim=-1)
         policy_action, _ = squashed_gaussian(mean, log_std, deterministic=True)
+        distance = (policy_action - demo_action).pow(2).sum(-1)
+        if not self.bc_filter:
+            return distance.mean()
         with torch.no_grad():
             keep = (self.q_min(obs, demo_action) > self.q_min(obs, policy_action)).float()
-        return (keep * (policy_action - demo_action).pow(2).sum(-1)).mean()
+        return (keep * distance).mean()
 
     def current_demo_ratio(self) -> float:
         if self.demo_ratio_steps == 0:
@@ -204,6 +226,7 @@ class DemoSAC(SAC):
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state["noise_rng"] = self.noise_rng.bit_generator.state
+        state["promoted"] = self.promoted
         if self.demo_store is not None:
             state["demo_store"] = self.demo_store.state_dict()
         return state
@@ -211,6 +234,7 @@ class DemoSAC(SAC):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self.noise_rng.bit_generator.state = state["noise_rng"]
+        self.promoted = int(state.get("promoted", 0))
         if "demo_store" in state:
             stored = state["demo_store"]
             self.demo_store = ReplayBuffer(self.observation_space.shape, self.action_dim, int(stored["capacity"]),

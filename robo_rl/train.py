@@ -120,6 +120,8 @@ class Trainer:
         self._clock = getattr(agent, "set_episode_clock", None)
         # Agents that plan ahead (SRL's action sequences) are told when a new episode begins.
         self._begin_episode = getattr(agent, "begin_episode", None)
+        # Agents that learn from whole episodes (the demo-seeded learner keeps its successful ones) see each end.
+        self._episode_hook = getattr(agent, "end_episode", None)
         self.rng = np.random.default_rng(self.seed)  # warm-up actions
         self.step = 0
         self.episodes = 0
@@ -197,6 +199,8 @@ class Trainer:
         """Log the episode, then checkpoint if one is due: here, before the next reset, the loop's
         whole state is in the checkpoint, which is what makes resuming exact."""
         self.episodes += 1
+        if self._episode_hook is not None:   # before the checkpoint below, which then holds what the agent kept
+            self._episode_hook(self.replay, ep_len, ep_success)
         if logger is not None:
             logger.episode(self.step, self.episodes, ep_return, ep_len, ep_success)
         for cb in self.callbacks:

@@ -207,6 +207,47 @@ def test_sigkill_then_resume_keeps_the_demo_store_bc_state_and_counters(tmp_path
     assert_same_state(agent.bc_actor.state_dict(), a["agent"]["bc_actor"])
 
 
+def test_successful_episodes_join_the_demo_store_row_for_row_and_failures_do_not():
+    """promote_successes: the episode's rows, read back from the replay ring (wrapped around here), are
+    appended to the demo store; a failed episode, or the option off, leaves the store as it was."""
+    agent = DemoSAC(OBS, ACT, {**SMALL, "demos": "x.h5", "promote_successes": True}, seed=0)
+    agent.set_demonstrations(transitions_of(filled_replay(8, seed=2, reward=1.0)))
+    replay = filled_replay(20, seed=3)
+    for _ in range(7):   # 27 rows added to a ring of 20: the last episode (7 rows) wraps around its end
+        replay.add(np.ones(5), np.zeros(2), 0.5, np.ones(5), False)
+    agent.end_episode(replay, 7, success=False)
+    assert agent.demo_store.size == 8 and agent.promoted == 0
+    agent.end_episode(replay, 7, success=True)
+    assert agent.demo_store.size == 15 and agent.promoted == 1 and agent.demo_store.capacity >= 15
+    np.testing.assert_array_equal(agent.demo_store.obs[8:15], np.ones((7, 5)))
+    np.testing.assert_array_equal(agent.demo_store.reward[8:15, 0], np.full(7, 0.5))
+    np.testing.assert_array_equal(agent.demo_store.obs[:8], filled_replay(8, seed=2, reward=1.0).obs)   # the demos stay
+    off = DemoSAC(OBS, ACT, {**SMALL, "demos": "x.h5"}, seed=0)
+    off.set_demonstrations(transitions_of(filled_replay(8, seed=2, reward=1.0)))
+    off.end_episode(replay, 7, success=True)
+    assert off.demo_store.size == 8 and off.promoted == 0
+
+
+def test_training_promotes_exactly_the_successful_episodes(tmp_path, demo_file):
+    """The loop tells the agent each episode's end: after a BC-played warm-up, the demo store holds the demos
+    plus every successful episode of episodes.csv, and the count is in the checkpoint."""
+    import csv
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = [*ARGS, f"agent.demos={demo_file}", "agent.demo_episodes=5", "agent.promote_successes=true",
+            "train.steps=700", "agent.learning_starts=700", "agent.bc_updates=1500", "agent.net_arch=[256,256]",
+            "agent.batch_size=256", f"hydra.run.dir={tmp_path / 'run'}"]
+    done = run_process([sys.executable, "-m", "robo_rl.cli", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    episodes = list(csv.DictReader((tmp_path / "run" / "episodes.csv").open()))
+    won = [int(e["length"]) for e in episodes if e["success"] == "1"]
+    assert len(won) >= 2   # the BC policy from 5 demos succeeds in some of its 200-step episodes
+    state, _ = load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")
+    demos = len(demo_transitions(sparse_env(), demo_file, limit=5)["obs"])
+    assert int(state["agent"]["promoted"]) == len(won)
+    assert int(state["agent"]["demo_store"]["size"]) == demos + sum(won)
+
+
 # --- the benchmark's report ---------------------------------------------------------------------------
 def test_bench_demos_report_reads_budgets_and_thresholds_from_the_result_files(tmp_path, monkeypatch):
     """Success at 150/300 rollouts, rollouts to 80%/95% per seed, and the IQM with its interval at 5 seeds,

@@ -8,6 +8,8 @@ Arms (one job, one result file per task, arm and seed; the runner's options appl
 - bc: behaviour cloning alone (the demo-seeded learner's BC pre-training), evaluated on 50 episodes;
 - demo_sparse: agent=demo_sac with the sparse success reward (episodes end at success);
 - demo_ibrl: the same with IBRL's BC proposal;
+- demo_promote: demo_sparse whose own successful episodes join the demo store (self-imitation);
+- demo_promote_bc: the same with the BC term everywhere (no Q filter);
 - demo_process: demo_sac, sparse reward plus the potential of a process reward model fitted on the other
   tasks' demos and adapted one-shot to this task's demo (frames rendered every step);
 - demo_progress: the same progress used as a plain reward (the semantic-trap control);
@@ -43,6 +45,8 @@ ARMS = {
     "bc": [],
     "demo_sparse": ["agent=demo_sac", "reward=sparse"],
     "demo_ibrl": ["agent=demo_sac", "reward=sparse", "agent.ibrl=true"],
+    "demo_promote": ["agent=demo_sac", "reward=sparse", "agent.promote_successes=true"],
+    "demo_promote_bc": ["agent=demo_sac", "reward=sparse", "agent.promote_successes=true", "agent.bc_filter=false"],
     "demo_process": ["agent=demo_sac", "reward=process", "reward.base=sparse"],
     "demo_progress": ["agent=demo_sac", "reward=process", "reward.base=sparse", "reward.plain=true"],
     "sac_sparse": ["agent=sac", "reward=sparse", "agent.learning_starts=5000"],
@@ -223,7 +227,8 @@ def plot(results: list[dict[str, Any]], folder: Path) -> None:
     plt.close(fig)
 
 
-def main(args: list[str]) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The options of `robo-rl bench demos` (the docs' commands are checked against them)."""
     parser = argparse.ArgumentParser(prog="robo-rl bench demos")
     parser.add_argument("--tasks", default=",".join(ONE_SHOT + HARDER))
     parser.add_argument("--arms", default=",".join(HEADLINE))
@@ -231,7 +236,11 @@ def main(args: list[str]) -> None:
     parser.add_argument("--rollouts", type=int, default=None, help="rollouts of 200 steps per run (default: 300 one-shot, 500 harder)")
     parser.add_argument("--override", action="append", default=[], help="extra config override for every training")
     parser.add_argument("--report", action="store_true", help="only aggregate the result files")
-    opts = parse_args(runner_options(parser), args)
+    return runner_options(parser)
+
+
+def main(args: list[str]) -> None:
+    opts = parse_args(build_parser(), args)
     tasks, arms, seeds = opts.tasks.split(","), opts.arms.split(","), seeds_of(opts.seeds)
     for task in tasks:
         if task not in DEMOS:
