@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # clocks, and a third worker keeps both cores busy meanwhile.
 PYTEST_WORKERS ?= 3
 
-.PHONY: setup demo demo-deploy test bench-throughput clean
+.PHONY: setup demo demo-deploy test docs bench-throughput clean
 
 setup: $(VENV)/.installed
 
@@ -29,4 +29,9 @@ bench-throughput: setup
 	$(BIN)/robo-rl bench throughput
 
 clean:
-	rm -rf runs outputs multirun .pytest_cache
+	rm -rf runs outputs multirun .pytest_cache site
+
+# The documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link, a missing anchor or a
+# page left out of the navigation fails the build.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict

@@ -17,7 +17,7 @@ Sequence Reinforcement Learning for Model-Free Control" (ICLR 2025, arXiv 2410.0
 - After training only the actor is needed: model-free control at 1/J of the env's rate; the GRU
   unrolls to any length, so the policy can be played at other decision intervals too (FAS).
 
-Choices the paper text available here did not settle (recorded in the README): no gradient flows
+Choices the paper text available here did not settle (recorded in the docs, agents page): no gradient flows
 through the model into earlier actions (predicted states are treated as inputs), the per-step terms
 are averaged without discounting, and the model predicts state deltas with an MSE loss.
 

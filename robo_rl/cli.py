@@ -77,6 +77,21 @@ def _key_values(args: list[str], allowed: dict[str, type]) -> dict[str, object]:
     return values
 
 
+# The key=value arguments of the commands that are not Hydra configs.
+EVAL_KEYS = {"run": str, "episodes": int, "video": bool, "seed": int}
+FAS_KEYS = {"run": str, "intervals": str, "episodes": int, "seed": int, "reference": float}
+DEMOS_KEYS = {
+    "collect": {"task": str, "episodes": int, "out": str, "cameras": str, "size": int, "seed": int, "max_steps": int,
+                "noise": float, "keep": str},
+    "show": {"file": str},
+    "features": {"demos": str, "out": str, "steps": int, "seed": int, "width": int},
+    "fit": {"kind": str, "demos": str, "features": str, "out": str, "cameras": str, "adapt": str, "steps": int,
+            "n_steps": int, "seed": int, "failures": str},
+}
+DATASETS_KEYS = {"collect": {"tasks": str, "episodes": int, "noise": float, "root": str, "seed": int},
+                 "show": {"task": str, "root": str}}
+
+
 def cmd_train(args: list[str]) -> int:
     from robo_rl.config import compose, sweep_samples, validate_overrides
     from robo_rl.runs import check_config, load_run_config, train_run
@@ -151,7 +166,7 @@ def cmd_eval(args: list[str]) -> int:
     from robo_rl.runs import eval_run
 
     env_args = [a for a in args if a.split("=", 1)[0] == "env" or a.startswith("env.")]
-    opts = _key_values([a for a in args if a not in env_args], {"run": str, "episodes": int, "video": bool, "seed": int})
+    opts = _key_values([a for a in args if a not in env_args], EVAL_KEYS)
     if "run" not in opts:
         raise UsageError("eval needs run=<run folder or checkpoint file>")
     env_cfg = None
@@ -202,7 +217,7 @@ def cmd_deploy(args: list[str]) -> int:
 def cmd_fas(args: list[str]) -> int:
     from robo_rl.fas import DEFAULT_INTERVALS, fas_run
 
-    opts = _key_values(args, {"run": str, "intervals": str, "episodes": int, "seed": int, "reference": float})
+    opts = _key_values(args, FAS_KEYS)
     if "run" not in opts:
         raise UsageError("fas needs run=<run folder or checkpoint file>")
     try:
@@ -232,8 +247,7 @@ def cmd_demos(args: list[str]) -> int:
         from robo_rl.envs.factory import metaworld_tasks
         from robo_rl.rewards.demos import collect_demos, save_demos
 
-        opts = _key_values(args[1:], {"task": str, "episodes": int, "out": str, "cameras": str, "size": int, "seed": int,
-                                      "max_steps": int, "noise": float, "keep": str})
+        opts = _key_values(args[1:], DEMOS_KEYS["collect"])
         if "task" not in opts or "out" not in opts:
             raise UsageError("demos collect needs task=<metaworld task> and out=<file.h5>")
         if opts["task"] not in metaworld_tasks():
@@ -253,7 +267,7 @@ def cmd_demos(args: list[str]) -> int:
     if sub == "show":
         from robo_rl.rewards.demos import load_demos
 
-        opts = _key_values(args[1:], {"file": str})
+        opts = _key_values(args[1:], DEMOS_KEYS["show"])
         demos = load_demos(opts.get("file", ""))
         cams = ", ".join(f"{c} {v.shape[1]}x{v.shape[2]}" for c, v in demos[0].frames.items())
         lengths = [d.length - 1 for d in demos]
@@ -263,7 +277,7 @@ def cmd_demos(args: list[str]) -> int:
     if sub == "features":
         from robo_rl.rewards.pipeline import pretrain_features
 
-        opts = _key_values(args[1:], {"demos": str, "out": str, "steps": int, "seed": int, "width": int})
+        opts = _key_values(args[1:], DEMOS_KEYS["features"])
         if "demos" not in opts or "out" not in opts:
             raise UsageError("demos features needs demos=<a.h5[,b.h5]> and out=<net.safetensors>")
         path, losses = pretrain_features(str(opts["demos"]).split(","), opts["out"], int(opts.get("steps", 2000)),
@@ -273,8 +287,7 @@ def cmd_demos(args: list[str]) -> int:
     if sub == "fit":
         from robo_rl.rewards.pipeline import fit_perceptual_file, fit_process_file
 
-        opts = _key_values(args[1:], {"kind": str, "demos": str, "features": str, "out": str, "cameras": str,
-                                      "adapt": str, "steps": int, "n_steps": int, "seed": int, "failures": str})
+        opts = _key_values(args[1:], DEMOS_KEYS["fit"])
         for key in ("kind", "demos", "features", "out"):
             if key not in opts:
                 raise UsageError(f"demos fit needs {key}=<value>")
@@ -301,7 +314,7 @@ def cmd_datasets(args: list[str]) -> int:
 
     sub = args[0] if args else None
     if sub == "collect":
-        opts = _key_values(args[1:], {"tasks": str, "episodes": int, "noise": float, "root": str, "seed": int})
+        opts = _key_values(args[1:], DATASETS_KEYS["collect"])
         if "tasks" not in opts:
             raise UsageError("datasets collect needs tasks=<metaworld task[,task...]>")
         for task in str(opts["tasks"]).split(","):
@@ -310,7 +323,7 @@ def cmd_datasets(args: list[str]) -> int:
             print(f"robo-rl: dataset {dataset_id(task)} written to {path} (minari.load_dataset('{dataset_id(task)}'))")
         return 0
     if sub == "show":
-        opts = _key_values(args[1:], {"task": str, "root": str})
+        opts = _key_values(args[1:], DATASETS_KEYS["show"])
         if "task" not in opts:
             raise UsageError("datasets show needs task=<metaworld task>")
         episodes = load_task_dataset(opts["task"], opts.get("root"))
@@ -375,11 +388,9 @@ def cmd_mbtl(args: list[str]) -> int:
 
 
 def cmd_options(args: list[str]) -> int:
-    from robo_rl.config import DEPLOY_GROUPS, FINETUNE_GROUPS, GROUPS, MBTL_GROUPS, group_options
+    from robo_rl.config import group_options
 
-    groups = list(dict.fromkeys(GROUPS + DEPLOY_GROUPS + MBTL_GROUPS + FINETUNE_GROUPS))
-    if len(args) != 1 or args[0] not in groups:
-        raise UsageError(f"options needs one group (valid: {', '.join(groups)})")
+    _check_options(args)
     print("\n".join(group_options(args[0])))
     return 0
 
@@ -387,6 +398,74 @@ def cmd_options(args: list[str]) -> int:
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "deploy": cmd_deploy, "fas": cmd_fas, "mbtl": cmd_mbtl, "bench": cmd_bench,
             "demos": cmd_demos, "datasets": cmd_datasets, "pretrain": cmd_pretrain, "finetune": cmd_finetune,
             "options": cmd_options}
+
+
+def check_command(argv: list[str]) -> None:
+    """What the CLI checks before a command starts any work, and nothing more: the config composed and
+    validated (Hydra groups, keys, types, sweeps), the key=value arguments and a benchmark's options parsed.
+    Nothing trains and no file is read, so placeholders such as <run> pass. A bad command raises the
+    ConfigError or UsageError the CLI would report in one line."""
+    from robo_rl.config import DEPLOY_GROUPS, FINETUNE_GROUPS, MBTL_GROUPS, PRETRAIN_GROUPS, compose, sweep_samples, validate_overrides
+    from robo_rl.runs import check_config
+
+    name, args = (argv[0], argv[1:]) if argv else ("", [])
+    if name not in COMMANDS:
+        raise UsageError(f"unknown command '{name}' (valid: {', '.join(COMMANDS)})")
+    if name == "train":
+        extra = [a for a in args if not a.startswith("resume=")]
+        if len(extra) < len(args):
+            _key_values(extra, {"train.steps": int})
+            return
+        overrides = [a for a in args if a not in ("-m", "--multirun")]
+        validate_overrides(overrides)
+        for combination in sweep_samples(overrides):
+            check_config(compose(combination))
+    elif name == "eval":
+        env_args = [a for a in args if a.split("=", 1)[0] == "env" or a.startswith("env.")]
+        _key_values([a for a in args if a not in env_args], EVAL_KEYS)
+        if env_args:
+            validate_overrides(env_args)
+            compose(env_args)
+    elif name == "fas":
+        _key_values(args, FAS_KEYS)
+    elif name in ("demos", "datasets"):
+        keys = DEMOS_KEYS if name == "demos" else DATASETS_KEYS
+        if not args or args[0] not in keys:
+            raise UsageError(f"{name} needs a subcommand: {', '.join(keys)}")
+        _key_values(args[1:], keys[args[0]])
+    elif name in ("deploy", "mbtl", "pretrain", "finetune"):
+        groups = {"deploy": DEPLOY_GROUPS, "mbtl": MBTL_GROUPS, "pretrain": PRETRAIN_GROUPS, "finetune": FINETUNE_GROUPS}[name]
+        validate_overrides(args, name, groups)
+        compose(args, name)
+    elif name == "bench":
+        _check_bench(args)
+    else:
+        _check_options(args)
+
+
+def _check_bench(args: list[str]) -> None:
+    import importlib
+
+    from robo_rl.bench import BENCHMARKS
+
+    if not args or args[0] not in BENCHMARKS:
+        raise UsageError(f"bench needs a benchmark name (valid: {', '.join(BENCHMARKS)})")
+    parser = importlib.import_module(BENCHMARKS[args[0]]).build_parser()
+
+    def refuse(message: str) -> None:
+        raise UsageError(f"bench {args[0]}: {message}")
+
+    parser.error = refuse   # argparse would print its usage and exit
+    if not {"-h", "--help"} & set(args[1:]):   # the help is always there
+        parser.parse_args(args[1:])
+
+
+def _check_options(args: list[str]) -> None:
+    from robo_rl.config import DEPLOY_GROUPS, FINETUNE_GROUPS, GROUPS, MBTL_GROUPS
+
+    groups = list(dict.fromkeys(GROUPS + DEPLOY_GROUPS + MBTL_GROUPS + FINETUNE_GROUPS))
+    if len(args) != 1 or args[0] not in groups:
+        raise UsageError(f"options needs one group (valid: {', '.join(groups)})")
 
 
 def main(argv: list[str] | None = None) -> int:

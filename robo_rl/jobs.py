@@ -57,6 +57,22 @@ class Job:
         return json.loads(Path(self.result_path).read_text())
 
 
+def machine() -> str:
+    """This machine in one line, recorded in every result a job writes (the benchmark pages' hardware line)."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{os.cpu_count()} vCPUs, {cpu}, {gpu}, torch {torch.__version__.split('+')[0]}"
+
+
 def _call(fn: Callable[..., dict[str, Any]], kwargs: dict[str, Any], result_path: str | None,
           cwd: str | None = None) -> dict[str, Any]:
     """Runs inside a Ray worker: the driver's folder (relative paths mean the same), one torch thread,
@@ -67,6 +83,8 @@ def _call(fn: Callable[..., dict[str, Any]], kwargs: dict[str, Any], result_path
         os.chdir(cwd)
     torch.set_num_threads(1)
     result = fn(**kwargs)
+    if isinstance(result, dict):
+        result.setdefault("machine", machine())
     if result_path is not None:
         Path(result_path).parent.mkdir(parents=True, exist_ok=True)
         write_json(result_path, result, indent=1)
@@ -227,6 +245,8 @@ def _run_inline(missing: list[Job], launcher: dict[str, Any], retries: int, resu
         for attempt in range(retries + 1):
             try:
                 result = job.fn(**job.kwargs)
+                if isinstance(result, dict):
+                    result.setdefault("machine", machine())
                 break
             except (KeyboardInterrupt, SystemExit):
                 raise

@@ -87,7 +87,7 @@ if [ -f "$LOCK" ] && [ "${ROBO_RL_RESOLVE:-0}" != "1" ] && [ "$locked_python" = 
   :
 else
   echo "setup: installing robo-rl and its pinned dependencies (resolving pyproject.toml)"
-  "${PIP[@]}" "${INSTALL[@]}" -e ".[ray,test]"
+  "${PIP[@]}" "${INSTALL[@]}" -e ".[ray,test,docs]"
 fi
 touch "$VENV/.installed"
 echo "setup: done ($VENV)"

@@ -47,14 +47,31 @@ def test_learning_curve_png(tmp_path):
     assert_png_shows(path, "C0", "C1")  # both series are drawn
 
 
-def test_readme_section_is_replaced_between_markers(tmp_path):
-    from robo_rl.bench import update_readme
+def test_a_benchmark_page_gets_its_tables_plots_hardware_and_command_between_its_markers(tmp_path):
+    import json
 
-    readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- t:start -->\nold\n<!-- t:end -->\noutro\n")
-    assert update_readme("t", "| new |", readme)
-    assert readme.read_text() == "intro\n<!-- t:start -->\n| new |\n<!-- t:end -->\noutro\n"
-    assert not update_readme("missing", "x", readme)
+    from robo_rl.bench import update_page
+
+    folder = tmp_path / "results" / "t"
+    folder.mkdir(parents=True)
+    (folder / "a__s0.json").write_text(json.dumps({"seed": 0, "machine": "2 vCPUs, EPYC, no GPU, torch 2.13.0"}))
+    (folder / "a__s1.json").write_text(json.dumps({"seed": 1, "machine": "2 vCPUs, EPYC, no GPU, torch 2.13.0"}))
+    (folder / "old__s0.json").write_text(json.dumps({"seed": 0}))
+    for plot in ("curve.png", "extra.png", "prose.png"):
+        (folder / plot).write_bytes(b"\x89PNG")
+    page = tmp_path / "t.md"
+    page.write_text("# T\nprose ![p](results/t/prose.png)\n<!-- t:start -->\nold\n<!-- t:end -->\noutro\n")
+    assert update_page("t", "| new |\n\n![c](benchmarks/results/t/curve.png)", folder, page)
+    text = page.read_text()
+    head, block = text.split("<!-- t:start -->\n")
+    block, tail = block.split("<!-- t:end -->")
+    assert head == "# T\nprose ![p](results/t/prose.png)\n" and tail == "\noutro\n" and "old" not in block
+    assert "`robo-rl bench t --report`" in block and "| new |" in block
+    assert "Hardware: 2 vCPUs, EPYC, no GPU, torch 2.13.0 (2 results); 1 result from before result files recorded" in block
+    # the table's plot linked as the site serves it; the unlinked plot added; the prose's plot not twice
+    assert "](results/t/curve.png)" in block and "](benchmarks/results" not in block
+    assert "![extra](results/t/extra.png)" in block and "prose.png" not in block
+    assert not update_page("missing", "x", folder, page)
 
 
 def test_held_success_needs_more_than_three_success_steps():
@@ -102,7 +119,7 @@ def test_benchmark_result_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     import json
     from pathlib import Path
 
-    from robo_rl.jobs import Job, run_jobs
+    from robo_rl.jobs import Job, machine, run_jobs
 
     path = tmp_path / "T__a__s0.json"
 
@@ -115,4 +132,4 @@ def test_benchmark_result_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
             run_jobs([Job("T a seed 0", lambda: {"score": 1.0}, {}, path)], inline=True)
     assert not path.exists()
     run_jobs([Job("T a seed 0", lambda: {"score": 2.0}, {}, path)], inline=True)
-    assert json.loads(path.read_text()) == {"score": 2.0}
+    assert json.loads(path.read_text()) == {"score": 2.0, "machine": machine()}   # the machine it ran on added

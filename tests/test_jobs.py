@@ -9,7 +9,7 @@ import pytest
 import yaml
 from conftest import run_process
 
-from robo_rl.jobs import Job, JobsFailed, run_jobs
+from robo_rl.jobs import Job, JobsFailed, machine, run_jobs
 
 GRID = ["bench", "learn", "--tasks", "Hopper-v5", "--agents", "sac", "--seeds", "0,1", "--steps", "400", "--eval-every", "200",
         "--episodes", "2", "--override", "agent.learning_starts=200", "--override", "agent.net_arch=[32,32]",
@@ -43,6 +43,8 @@ def test_a_grid_on_two_workers_writes_the_same_results_as_on_one(tmp_path):
     assert list(files["1"]) == ["Hopper-v5__sac__s0__0k.json", "Hopper-v5__sac__s1__0k.json"]
     assert files["1"] == files["2"]
     assert files["1"]["Hopper-v5__sac__s0__0k.json"]["curve"] != files["1"]["Hopper-v5__sac__s1__0k.json"]["curve"]
+    # each result names the machine it ran on (a worker's, on a cluster): the benchmark page's hardware line
+    assert files["1"]["Hopper-v5__sac__s0__0k.json"]["machine"].startswith(f"{os.cpu_count()} vCPUs, ")
     rerun = robo_rl(*GRID, "--workers", "2", cwd=tmp_path / "w2")
     assert rerun.returncode == 0 and "all 2 job(s) done already, skipped" in rerun.stdout
 
@@ -68,7 +70,7 @@ def test_a_job_that_raises_is_retried_then_named(tmp_path, inline, local_ray):
     with pytest.raises(JobsFailed) as failure:
         run_jobs(jobs, {"retries": 2}, inline=inline)
     assert failure.value.failed == {"broken": "ValueError: this job cannot work"}
-    assert json.loads((tmp_path / "flaky.json").read_text()) == {"tries": 3}   # retried twice, then it worked
+    assert json.loads((tmp_path / "flaky.json").read_text()) == {"tries": 3, "machine": machine()}   # retried twice, then it worked
     assert len((tmp_path / "flaky.txt").read_text().splitlines()) == 3
     assert not (tmp_path / "broken.json").exists()
 
@@ -94,7 +96,7 @@ def test_a_finished_result_is_skipped_and_an_incomplete_one_rerun(tmp_path):
     run_jobs([Job("run", train, {"steps": 200}, path, complete=lambda r: r["steps"] >= 200)], inline=True)
     assert calls == []   # done: not run again
     run_jobs([Job("run", train, {"steps": 400}, path, complete=lambda r: r["steps"] >= 400)], inline=True)
-    assert calls == [400] and json.loads(path.read_text()) == {"steps": 400}   # a larger budget: run again
+    assert calls == [400] and json.loads(path.read_text()) == {"steps": 400, "machine": machine()}   # a larger budget: run again
 
 
 def free_port() -> int:

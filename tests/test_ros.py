@@ -412,6 +412,7 @@ def test_bench_ros_quick(tmp_path):
     data = json.loads((folder / "rospy_20hz_driver100hz.json").read_text())
     assert data["steps"] == 200 and 0 < data["latency_ms"]["p50"] <= data["latency_ms"]["p99"]
     assert data["overrides"] == [PATIENT]
+    assert data["machine"].startswith(f"{os.cpu_count()} vCPUs")   # the page's hardware line comes from here
     assert 0.8 * ROBOT.control_rate <= data["command_rate_hz"] <= 1.1 * ROBOT.control_rate
     assert data["dropped_states"] >= 2 * data["steps"] and 0.2 < data["window_speed_ratio"] <= 1.0
     assert_png_shows(folder / "latency.png", "C0", "C1")  # p50 and p99 bars

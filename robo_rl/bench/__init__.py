@@ -3,8 +3,8 @@
 Each benchmark builds its list of jobs, one per result file, and hands it to the one job runner
 (robo_rl/jobs.py): jobs run in parallel on a local Ray (`--workers N`, by default the machine's cores) or
 on a cluster (`--address <head>:6379`), sharing GPUs by fractions (`--gpus-per-job`); every result is
-written atomically as it arrives, a rerun skips what is done, and the report (tables, plots, the README
-section) is built once, at the end of the grid, or alone with `--report`. `bench ros` and `bench
+written atomically as it arrives, a rerun skips what is done, and the report (tables, plots, the
+benchmark's page of the site) is built once, at the end of the grid, or alone with `--report`. `bench ros` and `bench
 throughput` measure time itself and run their rows one at a time.
 """
 from __future__ import annotations
@@ -58,10 +58,9 @@ def results_dir() -> Path:
     return path
 
 
-def update_readme(section: str, text: str, readme: str | Path = "README.md") -> bool:
-    """Replace the text between `<!-- section:start -->` and `<!-- section:end -->` in the README
-    (when run from the repository root), so the README's tables always come from the result files."""
-    path = Path(readme)
+def replace_between_markers(path: str | Path, section: str, text: str) -> bool:
+    """Replace the text between `<!-- section:start -->` and `<!-- section:end -->` in a Markdown file."""
+    path = Path(path)
     start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
     if not path.is_file():
         return False
@@ -74,11 +73,59 @@ def update_readme(section: str, text: str, readme: str | Path = "README.md") -> 
     return True
 
 
+def page_path(section: str) -> Path:
+    """The benchmark's page of the documentation site (when run from the repository root)."""
+    return Path("docs") / "benchmarks" / f"{section}.md"
+
+
+def hardware_line(folder: Path) -> str:
+    """Where the result files were measured: each result records its machine (robo_rl.jobs.machine)."""
+    import json
+
+    counts: dict[str, int] = {}
+    unrecorded = 0
+    for path in sorted(folder.glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for entry in data if isinstance(data, list) else [data]:
+            machine = entry.get("machine") if isinstance(entry, dict) else None
+            if isinstance(machine, str):
+                counts[machine] = counts.get(machine, 0) + 1
+            else:
+                unrecorded += 1
+    parts = [f"{machine} ({n} result{'s' if n > 1 else ''})" for machine, n in counts.items()]
+    if unrecorded:
+        parts.append(f"{unrecorded} result{'s' if unrecorded > 1 else ''} from before result files recorded their machine "
+                     "(2-vCPU x86-64 machines, no GPU, unless the notes on this page say otherwise)")
+    return "; ".join(parts) or "no results yet"
+
+
+def update_page(section: str, text: str, folder: Path | None = None, page: str | Path | None = None,
+                hardware: str | None = None) -> bool:
+    """The benchmark's page: its generated block (the command that regenerates it, the hardware line, the
+    tables and every plot of its results folder) replaced between the page's markers, so the site's tables
+    always come from the result files. Plots are linked as the site serves them (results/<name>/<plot>.png)."""
+    path = Path(page) if page is not None else page_path(section)
+    folder = folder if folder is not None else results_dir() / section
+    if not path.is_file():
+        return False
+    text = text.replace("](benchmarks/results/", "](results/")
+    prose = path.read_text()
+    plots = [p for p in sorted(folder.glob("*.png")) if f"results/{section}/{p.name}" not in text + prose]
+    block = [f"Regenerate: `robo-rl bench {section}` runs what is missing and rebuilds this block; "
+             f"`robo-rl bench {section} --report` rebuilds it from the result files in `benchmarks/results/{section}/` alone.",
+             "", f"Hardware: {hardware or hardware_line(folder)}.", "", text.strip()]
+    block += [f"\n![{p.stem}](results/{section}/{p.name})" for p in plots]
+    return replace_between_markers(path, section, "\n".join(block))
+
+
 def write_summary(section: str, folder: Path, lines: list[str]) -> str:
-    """The benchmark's Markdown table: summary.md in its results folder and its README section."""
+    """The benchmark's Markdown table: summary.md in its results folder, and its page of the site."""
     text = "\n".join(lines)
     (folder / "summary.md").write_text(text + "\n")
-    update_readme(section, text)
+    update_page(section, text, folder)
     return text
 
 

@@ -139,7 +139,8 @@ def report() -> str:
     return write_summary("ads", folder, lines)
 
 
-def main(args: list[str]) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The options of `robo-rl bench ads` (the docs' commands are checked against them)."""
     parser = argparse.ArgumentParser(prog="robo-rl bench ads")
     parser.add_argument("--tasks", default=DEFAULT_TASKS)
     parser.add_argument("--arms", default="ads,fixed")
@@ -150,7 +151,11 @@ def main(args: list[str]) -> None:
     parser.add_argument("--demos", type=int, default=10)
     parser.add_argument("--override", action="append", default=[])
     parser.add_argument("--report", action="store_true")
-    opts = parse_args(runner_options(parser), args)
+    return runner_options(parser)
+
+
+def main(args: list[str]) -> None:
+    opts = parse_args(build_parser(), args)
     folder = results_dir() / "ads"
     folder.mkdir(parents=True, exist_ok=True)
     if not opts.report:

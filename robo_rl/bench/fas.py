@@ -227,16 +227,21 @@ def _returns_at(runs: list[dict[str, Any]], tau: int) -> str:
     return f"{np.mean(values):.0f} ({' / '.join(f'{v:.0f}' for v in values)})"
 
 
-def main(args: list[str]) -> None:
-    from robo_rl.config import ConfigError
-
+def build_parser() -> argparse.ArgumentParser:
+    """The options of `robo-rl bench fas` (the docs' commands are checked against them)."""
     parser = grid_parser("robo-rl bench fas", "InvertedPendulum-v5,Reacher-v5", "srl,sb3_sac", None)
     parser.set_defaults(seeds="0,1,2,3,4")
     parser.add_argument("--warmup", type=int, default=5_000,
                         help="env steps of random actions before learning, the same for every arm")
     parser.add_argument("--intervals", default=DEFAULT_INTERVALS)
     parser.add_argument("--episodes", type=int, default=5)
-    opts = parse_args(parser, args)
+    return parser
+
+
+def main(args: list[str]) -> None:
+    from robo_rl.config import ConfigError
+
+    opts = parse_args(build_parser(), args)
     try:
         intervals = [int(k) for k in opts.intervals.split(",")]
     except ValueError:

@@ -23,7 +23,7 @@ from robo_rl.bench import SEEDS_NOTE, parse_args, per_seed, results_dir, run_ben
 from robo_rl.jobs import Job
 
 METHODS = ("full", "lora", "l2m", "l2m_oracle")
-# CPU scale, stated in the README: 20k pre-training updates with the action dimensions in one token (about
+# CPU scale, stated on the L2M benchmark page: 20k pre-training updates with the action dimensions in one token (about
 # twice as fast), and 2k updates per task at lr 1e-3 for every method (the code: 100k at 1e-4).
 PRETRAIN_DEFAULTS = ["updates=20000", "agent.merge_actions=true"]
 FINETUNE_DEFAULTS = ["updates=2000", "agent.learning_rate=1e-3"]
@@ -134,7 +134,8 @@ def plot_sequences(runs: dict[str, list[dict[str, Any]]], path: Path) -> None:
     plt.close(fig)
 
 
-def main(args: list[str]) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The options of `robo-rl bench l2m` (the docs' commands are checked against them)."""
     parser = argparse.ArgumentParser(prog="robo-rl bench l2m")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--seeds", default="0,1,2")
@@ -144,7 +145,11 @@ def main(args: list[str]) -> None:
                         help=f"override for robo-rl finetune, after the benchmark's own {' '.join(FINETUNE_DEFAULTS)}")
     parser.add_argument("--no-reference", action="store_true", help="skip the single-task runs (no forward transfer)")
     parser.add_argument("--report", action="store_true", help="only aggregate the result files")
-    opts = parse_args(runner_options(parser), args)
+    return runner_options(parser)
+
+
+def main(args: list[str]) -> None:
+    opts = parse_args(build_parser(), args)
     from robo_rl.config import ConfigError, compose
 
     opts.pretrain, opts.finetune = [*PRETRAIN_DEFAULTS, *opts.pretrain], [*FINETUNE_DEFAULTS, *opts.finetune]

@@ -158,14 +158,19 @@ def report(steps: int) -> str:
     return write_summary("learn", folder, lines)
 
 
-def main(args: list[str]) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The options of `robo-rl bench learn` (the docs' commands are checked against them)."""
     parser = grid_parser("robo-rl bench learn", "HalfCheetah-v5,Walker2d-v5", "symphony_cpu,sb3_sac", 100_000)
     parser.add_argument("--eval-every", type=int, default=5_000)
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--tag", default="", help="name of a variant made by --override (kept apart in files and table)")
     parser.add_argument("--cost", action="store_true", help="measure each agent's training speed and GFLOP per env step")
     parser.add_argument("--rounds", type=int, default=3, help="--cost: rounds (the fastest is kept)")
-    opts = parse_args(parser, args)
+    return parser
+
+
+def main(args: list[str]) -> None:
+    opts = parse_args(build_parser(), args)
     if opts.tag and not opts.tag.replace("-", "").replace("_", "").isalnum():
         from robo_rl.config import ConfigError
 

@@ -183,7 +183,8 @@ def plot_family(name: str, curves: list[dict[str, list[float]]], multitask: dict
     plt.close(fig)
 
 
-def main(args: list[str]) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The options of `robo-rl bench mbtl` (the docs' commands are checked against them)."""
     parser = argparse.ArgumentParser(prog="robo-rl bench mbtl")
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--seeds", default="0,1,2")
@@ -191,7 +192,11 @@ def main(args: list[str]) -> None:
                         "(auto: N/5 and N; none: skip)")
     parser.add_argument("--override", action="append", default=[], help="family override, e.g. family.n=10")
     parser.add_argument("--report", action="store_true", help="only aggregate the result files")
-    opts = parse_args(runner_options(parser), args)
+    return runner_options(parser)
+
+
+def main(args: list[str]) -> None:
+    opts = parse_args(build_parser(), args)
     families = opts.families.split(",")
     seeds = seeds_of(opts.seeds)
     configs = {name: family_config(name, opts.override) for name in families}

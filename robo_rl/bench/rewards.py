@@ -422,7 +422,8 @@ def agent_run(task: str, reward: str, opts: argparse.Namespace, features: Path) 
     return run_dir
 
 
-def main(args: list[str]) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The options of `robo-rl bench rewards` (the docs' commands are checked against them)."""
     parser = argparse.ArgumentParser(prog="robo-rl bench rewards")
     parser.add_argument("--tasks", default=DEFAULT_TASKS)
     parser.add_argument("--only", default=None, help="the tasks whose pieces this process runs (default: all of --tasks; the rest "
@@ -442,7 +443,11 @@ def main(args: list[str]) -> None:
     parser.add_argument("--steps", type=int, default=30_000)
     parser.add_argument("--override", action="append", default=[])
     parser.add_argument("--report", action="store_true")
-    opts = parse_args(runner_options(parser), args)
+    return runner_options(parser)
+
+
+def main(args: list[str]) -> None:
+    opts = parse_args(build_parser(), args)
     from robo_rl.envs.factory import metaworld_tasks
 
     tasks = opts.tasks.split(",")

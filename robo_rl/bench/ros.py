@@ -33,6 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from robo_rl.bench import results_dir, write_summary
+from robo_rl.jobs import machine
 from robo_rl.logger import write_json
 
 
@@ -227,7 +228,8 @@ def plan_rows(opts: argparse.Namespace) -> list[tuple[str, float, float, int, bo
     return rows
 
 
-def main(args: list[str]) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The options of `robo-rl bench ros` (the docs' commands are checked against them)."""
     parser = argparse.ArgumentParser(prog="robo-rl bench ros")
     parser.add_argument("--transports", default="rospy,rosbridge")
     parser.add_argument("--rates", default="100,500", help="control loop and driver at each of these rates (Hz)")
@@ -240,7 +242,11 @@ def main(args: list[str]) -> None:
     parser.add_argument("--override", action="append", default=[], help="extra `robo-rl deploy` override for every row")
     parser.add_argument("--report", action="store_true", help="only aggregate the result files")
     parser.add_argument("--force", action="store_true", help="measure again rows already measured")
-    opts = parser.parse_args(args)
+    return parser
+
+
+def main(args: list[str]) -> None:
+    opts = build_parser().parse_args(args)
     folder = results_dir() / "ros"
     folder.mkdir(parents=True, exist_ok=True)
     if not opts.report:
@@ -253,6 +259,7 @@ def main(args: list[str]) -> None:
                     continue
                 print(f"bench ros: {transport}, control {control:g} Hz, driver {driver:g} Hz, {steps} steps", flush=True)
                 result = run_one(transport, control, driver, steps, Path(tmp), opts.override, estop)
+                result["machine"] = machine()   # its page's hardware line
                 write_json(path, result, indent=1)
                 lat = result["latency_ms"]
                 print(f"bench ros: {result['command_rate_hz']:.1f} commands/s, p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, "

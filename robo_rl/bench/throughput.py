@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from robo_rl.bench import results_dir, update_readme
+from robo_rl.bench import results_dir, update_page
 from robo_rl.logger import write_json
 
 ENV_CASES = {
@@ -335,7 +335,8 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(args: list[str]) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The options of `robo-rl bench throughput` (the docs' commands are checked against them)."""
     parser = argparse.ArgumentParser(prog="robo-rl bench throughput")
     parser.add_argument("--quick", action="store_true", help="tiny budgets (a smoke check, numbers not kept)")
     parser.add_argument("--force", action="store_true", help="measure again entries already in the result file")
@@ -345,7 +346,11 @@ def main(args: list[str]) -> None:
                              "(a shared or virtual machine's speed drifts and only ever slows a run down; interleaving "
                              "spreads the drift over all rows)")
     parser.add_argument("--out", default=None, help="result file (default benchmarks/results/throughput.json)")
-    opts = parser.parse_args(args)
+    return parser
+
+
+def main(args: list[str]) -> None:
+    opts = build_parser().parse_args(args)
     if opts.rounds < 1:
         from robo_rl.config import ConfigError
 
@@ -375,7 +380,9 @@ def main(args: list[str]) -> None:
     write_json(path, results)
     table = report(results)
     if not opts.quick and opts.out is None:
-        update_readme("throughput", table)
+        m = results["machine"]
+        update_page("throughput", table, folder=path.parent / "throughput",
+                    hardware=f"{m['cores']} vCPUs, {m['cpu']}, torch {m['torch']}, no GPU (the sitting that started this file; every entry records its own)")
     print(table)
 
 
