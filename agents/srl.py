@@ -24,8 +24,9 @@ are averaged without discounting, and the model predicts state deltas with an MS
 The SAC core is agents/sac.py's, one implementation: SRL subclasses it and keeps its twin critic
 (one batched module), entropy tuning, target update, flat-buffer optimisers and update order;
 it replaces the actor (the sequence actor), the bootstrap action and the actor's loss (temporal
-recall), and adds the model's regression step. Temporal recall scores all J actions with one
-batched critic call: the GRU's inputs are its own previous actions, not the states, so the J
+recall), and adds the model's regression step. Temporal recall scores all J actions (or, with
+`recall_positions` = k, k of them drawn at random per update: the critic's cost, which grows with J, is
+then that of k, and the loss is the same in expectation) with one batched critic call: the GRU's inputs are its own previous actions, not the states, so the J
 actions come first and the J model states after, and the critic sees the (J * B) pairs at once.
 
 Inside the suite's one training loop the agent decides every J primitive steps: `act` returns the
@@ -89,6 +90,10 @@ class SRL(SAC):
         if self.sequence_length < 1:
             raise ValueError(f"agent.sequence_length must be >= 1, got {self.sequence_length}")
         super().__init__(observation_space, action_space, config, seed)
+        positions = self.config.get("recall_positions")
+        self.recall_positions = self.sequence_length if positions is None else option(self.config, "recall_positions", int, 0)
+        if self.recall_positions < 1:
+            raise ValueError(f"agent.recall_positions must be >= 1 (or null: all J), got {self.recall_positions}")
         self.model = DynamicsModel(self.obs_dim, self.action_dim,
                                    [int(h) for h in self.config.get("model_net_arch") or self.hidden]).to(self.device)
         self.model_params, self.model_opt = self.flat_adam(
@@ -108,15 +113,27 @@ class SRL(SAC):
         """Temporal recall: action j of the sequence is scored at the model's estimate of its state,
         s^_0 = s, s^_{j+1} = m(s^_j, a_j) (treated as inputs: no gradient through the model).
         Returns the loss, the mean over j of E[alpha log pi(a_j) - min Q(s^_j, a_j)], and the
-        log-probabilities of all J actions (the entropy temperature is tuned per primitive action)."""
+        log-probabilities of all J actions (the entropy temperature is tuned per primitive action).
+        With `recall_positions` = k < J the critic scores k positions drawn uniformly without replacement
+        at each update: the same loss in expectation, at k/J of the critic's cost (the entropy term
+        keeps all J actions, which cost nothing more)."""
         actions, log_probs = self.actor(obs, self.sequence_length)
+        positions = self.recall_positions_now()
         states = [obs]
         with torch.no_grad():
-            for action in actions[:-1]:
+            for action in actions[: positions[-1]]:
                 states.append(self.model(states[-1], action))
         log_prob = torch.cat(log_probs)
-        q = self.q_min(torch.cat(states), torch.cat(actions), detach_weights=True)
-        return (alpha * log_prob - q).mean(), log_prob.detach()
+        q = self.q_min(torch.cat([states[j] for j in positions]), torch.cat([actions[j] for j in positions]),
+                       detach_weights=True)
+        return alpha * log_prob.mean() - q.mean(), log_prob.detach()
+
+    def recall_positions_now(self) -> list[int]:
+        """The sequence positions the critic scores in this update, in order (all J by default)."""
+        if self.recall_positions >= self.sequence_length:
+            return list(range(self.sequence_length))
+        drawn = torch.randperm(self.sequence_length, device="cpu")[: self.recall_positions]
+        return sorted(int(j) for j in drawn)
 
     def model_loss(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """One-step prediction error on real primitive transitions."""

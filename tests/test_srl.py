@@ -92,6 +92,38 @@ def test_temporal_recall_scores_actions_at_model_states_and_moves_only_the_actor
     assert sum(float(p.grad.abs().sum()) for p in agent.actor.gru.parameters()) > 0
 
 
+def test_recall_on_a_subsample_of_positions_is_the_full_recall_in_expectation_at_its_share_of_the_cost(monkeypatch):
+    """recall_positions = k: k of the J positions scored per update. Averaged over every k-subset, the loss is
+    the full temporal recall's (exactly: the same sampled actions); the critic sees k * B pairs, not J * B."""
+    from itertools import combinations
+
+    env = make_env(env_config("mujoco", "Hopper-v5"), seed=0)
+    agent = make_agent(env, sequence_length=6, recall_positions=2)
+    obs = real_transitions(env, 256).sample(32)["obs"].float()
+    alpha = torch.tensor(0.1)
+    seen = []
+    q_min = agent.q_min
+    monkeypatch.setattr(agent, "q_min", lambda o, a, **kw: seen.append(len(o)) or q_min(o, a, **kw))
+
+    def loss_at(positions):
+        monkeypatch.setattr(agent, "recall_positions_now", lambda: list(positions))
+        torch.manual_seed(0)   # the same sampled sequence every time
+        return agent.policy_loss(obs, alpha)[0]
+
+    full = loss_at(range(6))
+    subsets = [loss_at(c) for c in combinations(range(6), 2)]
+    assert torch.isclose(torch.stack(subsets).mean(), full, atol=1e-6)
+    assert seen[0] == 6 * 32 and set(seen[1:]) == {2 * 32}
+    assert len({round(float(x), 5) for x in subsets}) > 5   # the subsets do score different positions
+    monkeypatch.undo()
+    drawn = [agent.recall_positions_now() for _ in range(300)]
+    assert all(len(d) == 2 and d[0] < d[1] for d in drawn)
+    counts = np.bincount([j for d in drawn for j in d], minlength=6)
+    assert counts.min() > 60   # every position is drawn, about 100 times each
+    with pytest.raises(ValueError, match="recall_positions"):
+        make_agent(env, recall_positions=0)
+
+
 def test_save_load_round_trip(tmp_path):
     env = make_env(env_config("mujoco", "Hopper-v5"), seed=0)
     agent = make_agent(env)
