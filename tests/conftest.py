@@ -145,8 +145,8 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
     return path
 
 
-# matplotlib's first two default line colours
-PLOT_COLOURS = {"C0": (0x1F, 0x77, 0xB4), "C1": (0xFF, 0x7F, 0x0E)}
+# matplotlib's first four default line colours
+PLOT_COLOURS = {"C0": (0x1F, 0x77, 0xB4), "C1": (0xFF, 0x7F, 0x0E), "C2": (0x2C, 0xA0, 0x2C), "C3": (0xD6, 0x27, 0x28)}
 
 
 def assert_png_shows(path: Path, *colours: str, min_pixels: int = 30) -> None:

@@ -7,7 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import built_once, run_process, spawn
+from conftest import assert_png_shows, built_once, run_process, spawn
 from test_resume import assert_same_state, sigkill_mid_run
 
 from robo_rl.agents.demo_sac import DemoSAC
@@ -277,6 +277,26 @@ def test_bench_demos_report_reads_budgets_and_thresholds_from_the_result_files(t
     bc = [c.strip() for c in next(line for line in table.splitlines() if "| bc |" in line).split("|")]
     assert bc[5] == "0.30, 0.30, 0.30, 0.30, 0.30" and bc[9] == "-, -, -, -, -"
     assert (folder / "success.png").is_file() and (folder / "summary.md").read_text().strip() == table.strip()
+
+
+def test_bench_demos_coverage_bins_bc_success_by_the_distance_from_the_demo(tmp_path, monkeypatch):
+    """--coverage's table: success of BC by the distance of the object's start from the nearest demo's (x, y),
+    and its scatter plot."""
+    import json
+
+    from robo_rl.bench import demos as bench
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "benchmarks" / "results" / "demos"
+    folder.mkdir(parents=True)
+    episodes = ([{"object": [0.02, 0.7, 0.09], "success": True}] * 3 + [{"object": [0.07, 0.7, 0.09], "success": False}]
+                + [{"object": [0.06, 0.7, 0.09], "success": True}] + [{"object": [0.2, 0.5, 0.09], "success": False}] * 2)
+    coverage = {"task": "drawer-open-v3", "seed": 0, "demos": 1, "episodes": episodes, "demo_objects": [[0.0, 0.7, 0.09]]}
+    (folder / "coverage__drawer-open-v3.json").write_text(json.dumps(coverage))
+    bench.plot_coverage(coverage, folder)
+    assert_png_shows(folder / "coverage__drawer-open-v3.png", "C2", "C3")
+    row = next(line for line in bench.report().splitlines() if line.startswith("| drawer-open-v3 | 1 | "))
+    assert row == "| drawer-open-v3 | 1 | 1.00 (3 episodes) | 0.50 (2 episodes) | 0.00 (2 episodes) |"
 
 
 def test_ibrl_takes_per_sample_the_action_the_critic_values_higher():

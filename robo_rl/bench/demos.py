@@ -31,6 +31,7 @@ import numpy as np
 from robo_rl.bench import RUN_DEFAULTS, parse_args, results_dir, run_bench, runner_options, seeds_of, write_summary
 from robo_rl.config import ConfigError
 from robo_rl.jobs import Job
+from robo_rl.logger import write_json
 
 ONE_SHOT = ("drawer-open-v3", "door-open-v3", "button-press-topdown-v3")
 HARDER = ("pick-place-v3", "assembly-v3")
@@ -122,6 +123,54 @@ def run_bc(task: str, seed: int) -> dict[str, Any]:
             "success_rate": result["success_rate"], "episodes": BC_EPISODES, "wall_s": round(time.perf_counter() - start, 1)}
 
 
+def bc_coverage(task: str, seed: int = 0, episodes: int = BC_EPISODES) -> dict[str, Any]:
+    """Where BC alone succeeds: per evaluation episode, the object's start position (the observation's
+    first object, Meta-World's obs[4:7]) and success; and the demos' object positions."""
+    from robo_rl.agents.demo_sac import DemoSAC
+    from robo_rl.envs.factory import env_config, make_env
+    from robo_rl.evaluate import evaluate
+    from robo_rl.rewards.learned import SparseSuccess
+    from robo_rl.train import seed_everything
+
+    seed_everything(seed)
+    env = SparseSuccess(make_env(env_config("metaworld", task, max_episode_steps=HORIZON), seed=seed))
+    eval_env = make_env(env_config("metaworld", task, max_episode_steps=HORIZON), seed=seed + 10_000)
+    agent = DemoSAC(env.observation_space, env.action_space, {"demos": str(demo_file(task)), "demo_episodes": DEMOS[task]}, seed=seed)
+    agent.prepare(env)
+    starts = np.flatnonzero(np.r_[True, agent.demo_store.terminated[: agent.demo_store.size - 1, 0] > 0])
+    rows = []
+    for k in range(episodes):
+        episode_seed = 10_000 + 100 * seed + k
+        obs, _ = eval_env.reset(seed=episode_seed)
+        success = evaluate(agent, eval_env, 1, seed=episode_seed)["success_rate"]
+        rows.append({"object": [round(float(v), 4) for v in obs[4:7]], "success": bool(success)})
+    from robo_rl.jobs import machine
+
+    return {"task": task, "seed": seed, "demos": DEMOS[task], "machine": machine(), "episodes": rows,
+            "demo_objects": [[round(float(v), 4) for v in agent.demo_store.obs[i, 4:7]] for i in starts]}
+
+
+def plot_coverage(coverage: dict[str, Any], folder: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.2, 3.4))
+    for won, colour, label in ((True, "C2", "BC succeeds"), (False, "C3", "BC fails")):
+        points = np.array([e["object"][:2] for e in coverage["episodes"] if e["success"] == won]).reshape(-1, 2)
+        ax.scatter(points[:, 0], points[:, 1], c=colour, s=18, label=f"{label} ({len(points)})")
+    demos = np.array(coverage["demo_objects"])[:, :2]
+    ax.scatter(demos[:, 0], demos[:, 1], marker="*", s=160, c="k", label="the demo" if len(demos) == 1 else "the demos")
+    ax.set_xlabel("object x at reset (m)")
+    ax.set_ylabel("object y at reset (m)")
+    ax.set_title(f"{coverage['task']}: BC from {coverage['demos']} demo{'s' if coverage['demos'] > 1 else ''}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(folder / f"coverage__{coverage['task']}.png", dpi=110)
+    plt.close(fig)
+
+
 def run_one(task: str, arm: str, seed: int, rollouts: int, model: str | None, extra: list[str]) -> dict[str, Any]:
     from robo_rl.config import compose, to_container
     from robo_rl.runs import load_run_config, train_run
@@ -171,7 +220,7 @@ def iqm_ci(values: list[float]) -> str:
 def report() -> str:
     folder = results_dir() / "demos"
     folder.mkdir(parents=True, exist_ok=True)
-    results = [json.loads(p.read_text()) for p in sorted(folder.glob("*__*__s*.json"))]
+    results = [json.loads(p.read_text()) for p in sorted(folder.glob("*__*__s*.json")) if not p.name.startswith("coverage__")]
     lines = ["Success rate (fraction of evaluation episodes with new goals) after N rollouts of 200 steps; per seed, and the "
              "IQM with a 95% bootstrap interval where 5 seeds are done. Rollouts to 80% / 95%: the first evaluation at or "
              "above it, per seed ('-': not reached). BC: behaviour cloning alone, 50 episodes.", "",
@@ -193,8 +242,29 @@ def report() -> str:
             speed = f"{np.mean(speed):.0f}" if speed else "-"
             lines.append(f"| {task} | {demos} | {arm} | {len(runs)} | {' | '.join(cells)} | "
                          f"{iqm_ci([v for v in final if v is not None])} | {to80} | {to95} | {speed} |")
+    lines += coverage_lines(folder)
     plot(results, folder)
     return write_summary("demos", folder, lines)
+
+
+def coverage_lines(folder: Path) -> list[str]:
+    """BC's success near the demos' object positions and away from them (`--coverage`)."""
+    files = sorted(folder.glob("coverage__*.json"))
+    if not files:
+        return []
+    lines = ["", f"Where BC alone succeeds (`--coverage`, seed 0, {BC_EPISODES} episodes): success by the distance of the "
+             f"object's start from the nearest demo's, in the table's plane (x, y).", "",
+             "| task | demos | within 5 cm | 5-10 cm | beyond 10 cm |", "|---|---:|---|---|---|"]
+    for path in files:
+        coverage = json.loads(path.read_text())
+        demos = np.array(coverage["demo_objects"])[:, :2]
+        cells = []
+        for low, high in ((0.0, 0.05), (0.05, 0.10), (0.10, np.inf)):
+            won = [e["success"] for e in coverage["episodes"]
+                   if low <= np.min(np.linalg.norm(demos - np.array(e["object"][:2]), axis=1)) < high]
+            cells.append(f"{np.mean(won):.2f} ({len(won)} episodes)" if won else "-")
+        lines.append(f"| {coverage['task']} | {coverage['demos']} | {' | '.join(cells)} |")
+    return lines
 
 
 def plot(results: list[dict[str, Any]], folder: Path) -> None:
@@ -237,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--rollouts", type=int, default=None, help="rollouts of 200 steps per run (default: 300 one-shot, 500 harder)")
     parser.add_argument("--override", action="append", default=[], help="extra config override for every training")
+    parser.add_argument("--coverage", action="store_true",
+                        help="where BC alone succeeds: success against the object's start position, per task (seed 0)")
     parser.add_argument("--report", action="store_true", help="only aggregate the result files")
     return runner_options(parser)
 
@@ -254,7 +326,13 @@ def main(args: list[str]) -> None:
         raise ConfigError(f"--rollouts: {opts.rollouts} must be >= {EVAL_EVERY} (one evaluation)")
     folder = results_dir() / "demos"
     folder.mkdir(parents=True, exist_ok=True)
-    if not opts.report:
+    if opts.coverage:
+        for task in tasks:
+            path = folder / f"coverage__{task}.json"
+            if not path.exists():
+                write_json(path, bc_coverage(task), indent=1)
+            plot_coverage(json.loads(path.read_text()), folder)
+    elif not opts.report:
         jobs = []
         for task in tasks:
             demo_file(task)   # recorded here, once, before jobs that read it run in parallel
