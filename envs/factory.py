@@ -73,6 +73,10 @@ def check_env_config(cfg: Mapping[str, Any]) -> None:
         raise ValueError(f"env.context_draw: {exc}") from None
     if not isinstance(cfg.get("observe_context", False), bool):
         raise ValueError(f"env.observe_context must be true or false, got {cfg.get('observe_context')!r}")
+    if not isinstance(cfg.get("start_curriculum", False), bool):
+        raise ValueError(f"env.start_curriculum must be true or false, got {cfg.get('start_curriculum')!r}")
+    if cfg.get("start_curriculum") and family != "metaworld":
+        raise ValueError(f"env.start_curriculum is for Meta-World tasks (their start variants), not env.family={family}")
     repeat = cfg.get("action_repeat", 1)
     if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
         raise ValueError(f"env.action_repeat must be an integer >= 1, got {repeat!r}")
@@ -116,8 +120,11 @@ class MetaWorldTask(gym.Wrapper):
         if seed is not None:
             self.unwrapped.seed(seed)
         task_rng = self.unwrapped.np_random
-        self.unwrapped.set_task(self.tasks[int(task_rng.integers(len(self.tasks)))])
-        obs, info = self.env.reset(seed=seed, options=options)
+        drawn = int(task_rng.integers(len(self.tasks)))   # drawn always, so a chosen variant leaves the draws after it alone
+        options = dict(options or {})
+        variant = options.pop("variant", None)   # a start curriculum (envs/curriculum.py) chooses the variant
+        self.unwrapped.set_task(self.tasks[drawn if variant is None else int(variant)])
+        obs, info = self.env.reset(seed=seed, options=options or None)
         self.episode_success = False
         info["episode_success"] = False
         return obs, info

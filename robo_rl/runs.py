@@ -17,6 +17,7 @@ from robo_rl.agents.base import Agent, agent_class
 from robo_rl.callbacks import CheckpointCallback
 from robo_rl.checkpoint import CheckpointError, load_checkpoint, read_info
 from robo_rl.config import ConfigError, check_run_config, to_container
+from robo_rl.envs.curriculum import start_curriculum
 from robo_rl.envs.factory import check_env_config, make_env
 from robo_rl.evaluate import evaluate
 from robo_rl.logger import write_json
@@ -114,7 +115,7 @@ def train_run(cfg: DictConfig, run_dir: str | Path, resume: bool = False) -> dic
     seed = int(cfg.seed)
     seed_everything(seed)
     env_cfg = to_container(cfg.env)
-    env = wrap_reward(make_env(env_cfg, seed=seed), cfg)
+    env = wrap_reward(start_curriculum(make_env(env_cfg, seed=seed), env_cfg, seed), cfg)
     eval_env = make_env(env_cfg, seed=seed + 10_000)  # evaluation reports the task's own return and success
     try:
         agent = build_agent(cfg, env)

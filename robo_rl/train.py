@@ -52,6 +52,12 @@ def env_rng_state(env: gym.Env) -> dict[str, Any]:
     task = getattr(getattr(base, "_env", None), "task", None)
     if task is not None and hasattr(task, "random"):
         state["dm_random"] = list(task.random.get_state())
+    from robo_rl.envs.decision import wrapper_layers
+
+    # wrappers that choose what the env does next (a start curriculum) keep their counts with the loop's
+    layers = [layer.loop_state() for layer in wrapper_layers(env) if hasattr(layer, "loop_state")]
+    if layers:
+        state["wrappers"] = layers
     return state
 
 
@@ -62,6 +68,11 @@ def set_env_rng_state(env: gym.Env, state: dict[str, Any]) -> None:
         base._np_random.bit_generator.state = state["np_random"]
     if "dm_random" in state:
         base._env.task.random.set_state(tuple(state["dm_random"]))
+    from robo_rl.envs.decision import wrapper_layers
+
+    layers = [layer for layer in wrapper_layers(env) if hasattr(layer, "loop_state")]
+    for layer, layer_state in zip(layers, state.get("wrappers", [])):
+        layer.load_loop_state(layer_state)
 
 
 def episode_limit(env: gym.Env) -> int | None:

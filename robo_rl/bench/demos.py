@@ -13,6 +13,8 @@ Arms (one job, one result file per task, arm and seed; the runner's options appl
 - demo_process: demo_sac, sparse reward plus the potential of a process reward model fitted on the other
   tasks' demos and adapted one-shot to this task's demo (frames rendered every step);
 - demo_progress: the same progress used as a plain reward (the semantic-trap control);
+- demo_curriculum: demo_sparse trained on a forward curriculum over the task's start variants (envs/curriculum.py;
+  evaluation still draws them uniformly);
 - demo_dense: demo_sac on the env's own dense reward (a diagnostic: is the reward, or the learner, short?);
 - sac_sparse / sac_dense: the suite's SAC from scratch (no demos), sparse and the env's dense reward;
 - critic_only: the learner's critic and UTD (demo_sac's settings) without any demos, sparse reward.
@@ -51,6 +53,7 @@ ARMS = {
     "demo_promote_bc": ["agent=demo_sac", "reward=sparse", "agent.promote_successes=true", "agent.bc_filter=false"],
     "demo_process": ["agent=demo_sac", "reward=process", "reward.base=sparse"],
     "demo_dense": ["agent=demo_sac", "reward=env"],
+    "demo_curriculum": ["agent=demo_sac", "reward=sparse", "env.start_curriculum=true"],
     "demo_progress": ["agent=demo_sac", "reward=process", "reward.base=sparse", "reward.plain=true"],
     "sac_sparse": ["agent=sac", "reward=sparse", "agent.learning_starts=5000"],
     "sac_dense": ["agent=sac", "reward=env", "agent.learning_starts=5000"],
