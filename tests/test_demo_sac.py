@@ -273,7 +273,7 @@ def test_bench_demos_report_reads_budgets_and_thresholds_from_the_result_files(t
     assert cells[5] == "1.00, 1.00, 1.00, 1.00, 0.50" and cells[6] == "1.00, 1.00, 1.00, 1.00, 0.85" and cells[7] == ""
     assert cells[9] == "75, 50, 50, 25, 200" and cells[10] == "100, 75, 50, 50, -"   # the first point at or above 80% / 95%
     assert cells[8].startswith("1.00 [")   # IQM at 300: the middle three seeds, all at 1.00
-    assert cells[11] == "20"
+    assert cells[11] == "20" and cells[12] == "1.00 (300), 1.00 (300), 1.00 (300), 1.00 (300), 0.85 (300)"
     bc = [c.strip() for c in next(line for line in table.splitlines() if "| bc |" in line).split("|")]
     assert bc[5] == "0.30, 0.30, 0.30, 0.30, 0.30" and bc[9] == "-, -, -, -, -"
     assert (folder / "success.png").is_file() and (folder / "summary.md").read_text().strip() == table.strip()

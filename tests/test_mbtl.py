@@ -199,14 +199,14 @@ def test_two_jobs_run_at_once_and_results_are_written_atomically(local_ray, tmp_
 
 @pytest.mark.xdist_group("ray")
 def test_a_killed_job_is_retried_and_one_that_keeps_dying_is_reported_by_name(local_ray, tmp_path):
-    from robo_rl.jobs import Job, JobsFailed, run_jobs
+    from robo_rl.jobs import Job, JobsFailed, machine, run_jobs
 
     jobs = [Job("flaky", _die_once, {"marker": str(tmp_path / "flaky.mark")}, tmp_path / "flaky.json"),
             Job("doomed", _always_die, {}, tmp_path / "doomed.json")]
     with pytest.raises(JobsFailed) as failure:
         run_jobs(jobs, retries=1)
     assert list(failure.value.failed) == ["doomed"] and "doomed" in str(failure.value)
-    assert json.loads((tmp_path / "flaky.json").read_text()) == {"attempts": 2}  # kept, not lost with the failure
+    assert json.loads((tmp_path / "flaky.json").read_text()) == {"attempts": 2, "machine": machine()}  # kept, not lost with the failure
     assert not (tmp_path / "doomed.json").exists()
 
 

@@ -227,8 +227,8 @@ def report() -> str:
     lines = ["Success rate (fraction of evaluation episodes with new goals) after N rollouts of 200 steps; per seed, and the "
              "IQM with a 95% bootstrap interval where 5 seeds are done. Rollouts to 80% / 95%: the first evaluation at or "
              "above it, per seed ('-': not reached). BC: behaviour cloning alone, 50 episodes.", "",
-             "| task | demos | arm | seeds | @150 | @300 | @500 | IQM @ budget | to 80% | to 95% | env steps/s |",
-             "|---|---:|---|---:|---|---|---|---|---|---|---:|"]
+             "| task | demos | arm | seeds | @150 | @300 | @500 | IQM @ budget | to 80% | to 95% | env steps/s | last evaluation (rollouts) |",
+             "|---|---:|---|---:|---|---|---|---|---|---|---:|---|"]
     for task in (*ONE_SHOT, *HARDER):
         for arm in ARMS:
             runs = sorted((r for r in results if r["task"] == task and r["arm"] == arm), key=lambda r: r["seed"])
@@ -243,8 +243,10 @@ def report() -> str:
             speed = [r.get("env_steps_per_s") for r in runs if r.get("env_steps_per_s")]
             demos = DEMOS[task] if arm == "bc" or arm.startswith("demo_") else 0
             speed = f"{np.mean(speed):.0f}" if speed else "-"
+            last = ", ".join("-" if r["arm"] == "bc" or not r["curve"] else
+                             f"{r['curve'][-1]['success_rate']:.2f} ({r['curve'][-1]['rollouts']})" for r in runs)
             lines.append(f"| {task} | {demos} | {arm} | {len(runs)} | {' | '.join(cells)} | "
-                         f"{iqm_ci([v for v in final if v is not None])} | {to80} | {to95} | {speed} |")
+                         f"{iqm_ci([v for v in final if v is not None])} | {to80} | {to95} | {speed} | {last} |")
     lines += coverage_lines(folder)
     plot(results, folder)
     return write_summary("demos", folder, lines)
