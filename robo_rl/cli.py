@@ -93,8 +93,7 @@ DATASETS_KEYS = {"collect": {"tasks": str, "episodes": int, "noise": float, "roo
 
 
 def cmd_train(args: list[str]) -> int:
-    from robo_rl.config import compose, sweep_samples, validate_overrides
-    from robo_rl.runs import check_config, load_run_config, train_run
+    from robo_rl.runs import load_run_config, train_run
 
     resume = [a for a in args if a.startswith("resume=")]
     if resume:
@@ -107,10 +106,7 @@ def cmd_train(args: list[str]) -> int:
         train_run(cfg, run_dir, resume=True)
         print(f"robo-rl: run folder {run_dir}")
         return 0
-    overrides = [a for a in args if a not in ("-m", "--multirun")]
-    validate_overrides(overrides)
-    for combination in sweep_samples(overrides):
-        check_config(compose(combination))
+    check_command(["train", *args])   # every combination of a sweep, before any job starts
     _hydra_train(args)
     return 0
 
