@@ -57,18 +57,22 @@ class Job:
         return json.loads(Path(self.result_path).read_text())
 
 
-def machine() -> str:
-    """This machine in one line, recorded in every result a job writes (the benchmark pages' hardware line)."""
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else what the platform says."""
     import platform
 
-    import torch
-
-    cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+            return next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
     except (OSError, StopIteration):
-        pass
+        return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    """This machine in one line, recorded in every result a job writes (the benchmark pages' hardware line)."""
+    import torch
+
+    cpu = cpu_model()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{os.cpu_count()} vCPUs, {cpu}, {gpu}, torch {torch.__version__.split('+')[0]}"
 

@@ -104,13 +104,11 @@ def arm_overrides(task: str, arm: str, seed: int, rollouts: int, model: Path | N
     return overrides
 
 
-def run_bc(task: str, seed: int) -> dict[str, Any]:
-    """BC alone: the demo-seeded learner's pre-training, evaluated deterministically on new goals."""
-    import time
-
+def bc_policy(task: str, seed: int) -> tuple[Any, Any]:
+    """BC alone (the demo-seeded learner's pre-training on the task's demos) and the env it is evaluated on
+    (new goals, seeds apart from training's)."""
     from robo_rl.agents.demo_sac import DemoSAC
     from robo_rl.envs.factory import env_config, make_env
-    from robo_rl.evaluate import evaluate
     from robo_rl.rewards.learned import SparseSuccess
     from robo_rl.train import seed_everything
 
@@ -119,36 +117,37 @@ def run_bc(task: str, seed: int) -> dict[str, Any]:
     eval_env = make_env(env_config("metaworld", task, max_episode_steps=HORIZON), seed=seed + 10_000)
     agent = DemoSAC(env.observation_space, env.action_space,
                     {"demos": str(demo_file(task)), "demo_episodes": DEMOS[task]}, seed=seed)
-    start = time.perf_counter()
     agent.prepare(env)
+    return agent, eval_env
+
+
+def run_bc(task: str, seed: int) -> dict[str, Any]:
+    """BC alone, evaluated deterministically on new goals."""
+    import time
+
+    from robo_rl.evaluate import evaluate
+
+    start = time.perf_counter()
+    agent, eval_env = bc_policy(task, seed)
     result = evaluate(agent, eval_env, BC_EPISODES, seed=10_000 + 100 * seed)
     return {"task": task, "arm": "bc", "seed": seed, "demos": DEMOS[task], "rollouts": 0, "steps": 0,
             "success_rate": result["success_rate"], "episodes": BC_EPISODES, "wall_s": round(time.perf_counter() - start, 1)}
 
 
 def bc_coverage(task: str, seed: int = 0, episodes: int = BC_EPISODES) -> dict[str, Any]:
-    """Where BC alone succeeds: per evaluation episode, the object's start position (the observation's
-    first object, Meta-World's obs[4:7]) and success; and the demos' object positions."""
-    from robo_rl.agents.demo_sac import DemoSAC
-    from robo_rl.envs.factory import env_config, make_env
+    """Where BC alone succeeds: per evaluation episode (run_bc's episodes), the object's start position (the
+    observation's first object, Meta-World's obs[4:7]) and success; and the demos' object positions."""
     from robo_rl.evaluate import evaluate
-    from robo_rl.rewards.learned import SparseSuccess
-    from robo_rl.train import seed_everything
+    from robo_rl.jobs import machine
 
-    seed_everything(seed)
-    env = SparseSuccess(make_env(env_config("metaworld", task, max_episode_steps=HORIZON), seed=seed))
-    eval_env = make_env(env_config("metaworld", task, max_episode_steps=HORIZON), seed=seed + 10_000)
-    agent = DemoSAC(env.observation_space, env.action_space, {"demos": str(demo_file(task)), "demo_episodes": DEMOS[task]}, seed=seed)
-    agent.prepare(env)
+    agent, eval_env = bc_policy(task, seed)
     starts = np.flatnonzero(np.r_[True, agent.demo_store.terminated[: agent.demo_store.size - 1, 0] > 0])
     rows = []
     for k in range(episodes):
         episode_seed = 10_000 + 100 * seed + k
-        obs, _ = eval_env.reset(seed=episode_seed)
+        obs, _ = eval_env.reset(seed=episode_seed)   # the start the evaluation below plays from
         success = evaluate(agent, eval_env, 1, seed=episode_seed)["success_rate"]
         rows.append({"object": [round(float(v), 4) for v in obs[4:7]], "success": bool(success)})
-    from robo_rl.jobs import machine
-
     return {"task": task, "seed": seed, "demos": DEMOS[task], "machine": machine(), "episodes": rows,
             "demo_objects": [[round(float(v), 4) for v in agent.demo_store.obs[i, 4:7]] for i in starts]}
 
