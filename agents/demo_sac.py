@@ -77,7 +77,7 @@ class DemoSAC(SAC):
         self.demo_store: ReplayBuffer | None = None
         self.bc_actor = copy.deepcopy(self.actor).requires_grad_(False)  # the frozen BC policy (IBRL's proposer)
         self.noise_rng = np.random.default_rng(self.seed + 7)
-        self._demo_batch: dict[str, np.ndarray] | None = None
+        self._bc_metrics: dict[str, torch.Tensor] = {}
 
     # --- demonstrations -------------------------------------------------------------------------
     def prepare(self, env: gym.Env) -> None:
@@ -175,11 +175,18 @@ class DemoSAC(SAC):
         mean, log_std = self.actor.net(obs)[0].chunk(2, dim=-1)
         policy_action, _ = squashed_gaussian(mean, log_std, deterministic=True)
         distance = (policy_action - demo_action).pow(2).sum(-1)
-        if not self.bc_filter:
-            return distance.mean()
         with torch.no_grad():
-            keep = (self.q_min(obs, demo_action) > self.q_min(obs, policy_action)).float()
+            q_demo, q_policy = self.q_min(obs, demo_action), self.q_min(obs, policy_action)
+            keep = (q_demo > q_policy).float() if self.bc_filter else torch.ones_like(q_demo)
+        # what the critic thinks of the demos against the actor, on the demos' states (logged: unlearning shows here)
+        self._bc_metrics = {"q_demo": q_demo.mean(), "q_policy_on_demos": q_policy.mean(), "bc_kept": keep.mean(),
+                            "bc_distance": distance.detach().mean()}
         return (keep * distance).mean()
+
+    def actor_and_temperature_step(self, obs: torch.Tensor, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
+        self._bc_metrics = {}
+        metrics = super().actor_and_temperature_step(obs, alpha)
+        return {**metrics, **self._bc_metrics}
 
     def current_demo_ratio(self) -> float:
         if self.demo_ratio_steps == 0:

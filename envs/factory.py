@@ -1,7 +1,7 @@
 """One factory for every env family of the suite.
 
 make_env(cfg) builds the base env of a family, then applies wrappers in a fixed order:
-context -> action repeat -> pixels (frames are rendered once per decision). Observations are
+(Meta-World: hand frame ->) context -> action repeat -> pixels (frames are rendered once per decision). Observations are
 float32 (state) or uint8 (pixels); terminated and truncated are kept apart; Meta-World's
 `info["success"]` is kept and `info["episode_success"]` says whether it has fired at any step of
 the episode so far.
@@ -17,6 +17,7 @@ import numpy as np
 import robo_rl  # noqa: F401  (sets MUJOCO_GL before mujoco is imported)
 from robo_rl.envs.context import ContextWrapper, active_context, check_draw
 from robo_rl.envs.decision import DecisionInterval
+from robo_rl.envs.hand_frame import HandFrame
 from robo_rl.envs.pixels import PixelObservation
 
 FAMILIES = ("mujoco", "metaworld", "dmc", "classic")
@@ -73,10 +74,11 @@ def check_env_config(cfg: Mapping[str, Any]) -> None:
         raise ValueError(f"env.context_draw: {exc}") from None
     if not isinstance(cfg.get("observe_context", False), bool):
         raise ValueError(f"env.observe_context must be true or false, got {cfg.get('observe_context')!r}")
-    if not isinstance(cfg.get("start_curriculum", False), bool):
-        raise ValueError(f"env.start_curriculum must be true or false, got {cfg.get('start_curriculum')!r}")
-    if cfg.get("start_curriculum") and family != "metaworld":
-        raise ValueError(f"env.start_curriculum is for Meta-World tasks (their start variants), not env.family={family}")
+    for key in ("start_curriculum", "hand_frame"):
+        if not isinstance(cfg.get(key, False), bool):
+            raise ValueError(f"env.{key} must be true or false, got {cfg.get(key)!r}")
+        if cfg.get(key) and family != "metaworld":
+            raise ValueError(f"env.{key} is for Meta-World tasks, not env.family={family}")
     repeat = cfg.get("action_repeat", 1)
     if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
         raise ValueError(f"env.action_repeat must be an integer >= 1, got {repeat!r}")
@@ -173,6 +175,8 @@ def make_env(cfg: Mapping[str, Any], seed: int | None = None) -> gym.Env:
     else:
         env = _make_dmc(env_id, max_steps, kwargs)
     env = Float32Observation(env)
+    if cfg.get("hand_frame"):
+        env = HandFrame(env)
     context, draw = active_context(cfg.get("context"), env_id), check_draw(cfg.get("context_draw"), env_id)
     if context or draw:
         env = ContextWrapper(env, context, observe=bool(cfg.get("observe_context", False)), draw=draw)

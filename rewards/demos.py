@@ -238,6 +238,20 @@ def reward_relabeler(env) -> object | None:
     return None
 
 
+def observed_states(env, states: np.ndarray) -> np.ndarray:
+    """Recorded states as the env observes them: each wrapper that maps states (`transform_states`, e.g. the
+    hand frame of envs/hand_frame.py) applied from the innermost out."""
+    layers = []
+    layer = env
+    while layer is not None:
+        if hasattr(type(layer), "transform_states"):
+            layers.append(layer)
+        layer = getattr(layer, "env", None)
+    for layer in reversed(layers):
+        states = layer.transform_states(states)
+    return states
+
+
 def demo_transitions(env, path: str | Path, limit: int | None = None) -> dict[str, np.ndarray]:
     """The demos of a file as (obs, action, reward, next_obs, terminated) transitions, rewarded as the training
     env rewards its own steps: its reward wrapper relabels them (the success flag, a shaped learned reward),
@@ -262,8 +276,9 @@ def demo_transitions(env, path: str | Path, limit: int | None = None) -> dict[st
         else:
             raise DemoError(f"demo file '{path}', episode {i}: no 'rewards' for the env's own reward")
         steps = len(reward)
-        parts["obs"].append(demo.states[:steps])
-        parts["next_obs"].append(demo.states[1 : steps + 1])
+        states = observed_states(env, demo.states[: steps + 1])
+        parts["obs"].append(states[:steps])
+        parts["next_obs"].append(states[1 : steps + 1])
         parts["action"].append(2.0 * (demo.actions[:steps] - space.low) / (space.high - space.low) - 1.0)
         parts["reward"].append(np.asarray(reward, dtype=np.float32))
         parts["terminated"].append(np.asarray(terminated, dtype=np.float32))

@@ -6,6 +6,7 @@ once per task with seed 0 and cameras corner/corner2 at 84 px):
 - harder tasks (5 demos): pick-place-v3, assembly-v3.
 Arms (one job, one result file per task, arm and seed; the runner's options apply):
 - bc: behaviour cloning alone (the demo-seeded learner's BC pre-training), evaluated on 50 episodes;
+- bc_hand: the same, observing in the hand's frame (env.hand_frame, envs/hand_frame.py);
 - demo_sparse: agent=demo_sac with the sparse success reward (episodes end at success);
 - demo_ibrl: the same with IBRL's BC proposal;
 - demo_promote: demo_sparse whose own successful episodes join the demo store (self-imitation);
@@ -13,6 +14,7 @@ Arms (one job, one result file per task, arm and seed; the runner's options appl
 - demo_process: demo_sac, sparse reward plus the potential of a process reward model fitted on the other
   tasks' demos and adapted one-shot to this task's demo (frames rendered every step);
 - demo_progress: the same progress used as a plain reward (the semantic-trap control);
+- demo_hand: demo_sparse observing in the hand's frame (BC, critic and evaluation alike);
 - demo_curriculum: demo_sparse trained on a forward curriculum over the task's start variants (envs/curriculum.py;
   evaluation still draws them uniformly);
 - demo_dense: demo_sac on the env's own dense reward (a diagnostic: is the reward, or the learner, short?);
@@ -47,6 +49,7 @@ CAMERAS = ("corner", "corner2")
 WORK = Path("runs") / "bench" / "demos"
 ARMS = {
     "bc": [],
+    "bc_hand": ["env.hand_frame=true"],
     "demo_sparse": ["agent=demo_sac", "reward=sparse"],
     "demo_ibrl": ["agent=demo_sac", "reward=sparse", "agent.ibrl=true"],
     "demo_promote": ["agent=demo_sac", "reward=sparse", "agent.promote_successes=true"],
@@ -54,6 +57,7 @@ ARMS = {
     "demo_process": ["agent=demo_sac", "reward=process", "reward.base=sparse"],
     "demo_dense": ["agent=demo_sac", "reward=env"],
     "demo_curriculum": ["agent=demo_sac", "reward=sparse", "env.start_curriculum=true"],
+    "demo_hand": ["agent=demo_sac", "reward=sparse", "env.hand_frame=true"],
     "demo_progress": ["agent=demo_sac", "reward=process", "reward.base=sparse", "reward.plain=true"],
     "sac_sparse": ["agent=sac", "reward=sparse", "agent.learning_starts=5000"],
     "sac_dense": ["agent=sac", "reward=env", "agent.learning_starts=5000"],
@@ -61,6 +65,11 @@ ARMS = {
                     "agent.utd=4", "agent.backup_entropy=false", "agent.initial_alpha=0.01"],
 }
 HEADLINE = ("bc", "demo_sparse", "demo_process")
+BC_ARMS = ("bc", "bc_hand")   # no training env steps: BC alone, evaluated on BC_EPISODES episodes
+
+
+def is_bc(arm: str) -> bool:
+    return arm in BC_ARMS
 
 
 def demo_file(task: str) -> Path:
@@ -104,33 +113,34 @@ def arm_overrides(task: str, arm: str, seed: int, rollouts: int, model: Path | N
     return overrides
 
 
-def bc_policy(task: str, seed: int) -> tuple[Any, Any]:
+def bc_policy(task: str, seed: int, hand_frame: bool = False) -> tuple[Any, Any]:
     """BC alone (the demo-seeded learner's pre-training on the task's demos) and the env it is evaluated on
-    (new goals, seeds apart from training's)."""
+    (new goals, seeds apart from training's), observing in the world's frame or the hand's."""
     from robo_rl.agents.demo_sac import DemoSAC
     from robo_rl.envs.factory import env_config, make_env
     from robo_rl.rewards.learned import SparseSuccess
     from robo_rl.train import seed_everything
 
     seed_everything(seed)
-    env = SparseSuccess(make_env(env_config("metaworld", task, max_episode_steps=HORIZON), seed=seed))
-    eval_env = make_env(env_config("metaworld", task, max_episode_steps=HORIZON), seed=seed + 10_000)
+    cfg = env_config("metaworld", task, max_episode_steps=HORIZON, hand_frame=hand_frame)
+    env = SparseSuccess(make_env(cfg, seed=seed))
+    eval_env = make_env(cfg, seed=seed + 10_000)
     agent = DemoSAC(env.observation_space, env.action_space,
                     {"demos": str(demo_file(task)), "demo_episodes": DEMOS[task]}, seed=seed)
     agent.prepare(env)
     return agent, eval_env
 
 
-def run_bc(task: str, seed: int) -> dict[str, Any]:
-    """BC alone, evaluated deterministically on new goals."""
+def run_bc(task: str, seed: int, arm: str = "bc") -> dict[str, Any]:
+    """BC alone (`arm` bc or bc_hand), evaluated deterministically on new goals."""
     import time
 
     from robo_rl.evaluate import evaluate
 
     start = time.perf_counter()
-    agent, eval_env = bc_policy(task, seed)
+    agent, eval_env = bc_policy(task, seed, hand_frame=arm == "bc_hand")
     result = evaluate(agent, eval_env, BC_EPISODES, seed=10_000 + 100 * seed)
-    return {"task": task, "arm": "bc", "seed": seed, "demos": DEMOS[task], "rollouts": 0, "steps": 0,
+    return {"task": task, "arm": arm, "seed": seed, "demos": DEMOS[task], "rollouts": 0, "steps": 0,
             "success_rate": result["success_rate"], "episodes": BC_EPISODES, "wall_s": round(time.perf_counter() - start, 1)}
 
 
@@ -177,8 +187,8 @@ def run_one(task: str, arm: str, seed: int, rollouts: int, model: str | None, ex
     from robo_rl.config import compose, to_container
     from robo_rl.runs import load_run_config, train_run
 
-    if arm == "bc":
-        return run_bc(task, seed)
+    if is_bc(arm):
+        return run_bc(task, seed, arm)
     run_dir = WORK / f"{task}__{arm}__s{seed}"
     resume = (run_dir / "checkpoint.safetensors").exists()
     cfg = load_run_config(run_dir) if resume else compose(arm_overrides(task, arm, seed, rollouts, model and Path(model)) + extra)
@@ -197,14 +207,14 @@ def run_one(task: str, arm: str, seed: int, rollouts: int, model: str | None, ex
 
 # --- the report -------------------------------------------------------------------------------------
 def success_at(result: dict[str, Any], rollouts: int) -> float | None:
-    if result["arm"] == "bc":
+    if is_bc(result["arm"]):
         return result["success_rate"]
     points = [p for p in result["curve"] if p["rollouts"] <= rollouts]
     return points[-1]["success_rate"] if points and points[-1]["rollouts"] == rollouts else None
 
 
 def rollouts_to(result: dict[str, Any], level: float) -> int | None:
-    if result["arm"] == "bc":
+    if is_bc(result["arm"]):
         return 0 if result["success_rate"] >= level else None
     return next((p["rollouts"] for p in result["curve"] if p["success_rate"] >= level), None)
 
@@ -225,7 +235,8 @@ def report() -> str:
     results = [json.loads(p.read_text()) for p in sorted(folder.glob("*__*__s*.json")) if not p.name.startswith("coverage__")]
     lines = ["Success rate (fraction of evaluation episodes with new goals) after N rollouts of 200 steps; per seed, and the "
              "IQM with a 95% bootstrap interval where 5 seeds are done. Rollouts to 80% / 95%: the first evaluation at or "
-             "above it, per seed ('-': not reached). BC: behaviour cloning alone, 50 episodes.", "",
+             "above it, per seed ('-': not reached). bc: behaviour cloning alone, 50 episodes; bc_hand: the same, observing "
+             "in the hand's frame (`env.hand_frame`).", "",
              "| task | demos | arm | seeds | @150 | @300 | @500 | IQM @ budget | to 80% | to 95% | env steps/s | last evaluation (rollouts) |",
              "|---|---:|---|---:|---|---|---|---|---|---|---:|---|"]
     for task in (*ONE_SHOT, *HARDER):
@@ -240,9 +251,9 @@ def report() -> str:
             final = [success_at(r, BUDGET[task]) for r in runs]
             to80, to95 = (", ".join("-" if n is None else str(n) for n in (rollouts_to(r, level) for r in runs)) for level in (0.8, 0.95))
             speed = [r.get("env_steps_per_s") for r in runs if r.get("env_steps_per_s")]
-            demos = DEMOS[task] if arm == "bc" or arm.startswith("demo_") else 0
+            demos = DEMOS[task] if is_bc(arm) or arm.startswith("demo_") else 0
             speed = f"{np.mean(speed):.0f}" if speed else "-"
-            last = ", ".join("-" if r["arm"] == "bc" or not r["curve"] else
+            last = ", ".join("-" if is_bc(r["arm"]) or not r["curve"] else
                              f"{r['curve'][-1]['success_rate']:.2f} ({r['curve'][-1]['rollouts']})" for r in runs)
             lines.append(f"| {task} | {demos} | {arm} | {len(runs)} | {' | '.join(cells)} | "
                          f"{iqm_ci([v for v in final if v is not None])} | {to80} | {to95} | {speed} | {last} |")
@@ -286,8 +297,9 @@ def plot(results: list[dict[str, Any]], folder: Path) -> None:
             runs = [r for r in results if r["task"] == task and r["arm"] == arm]
             if not runs:
                 continue
-            if arm == "bc":
-                ax.axhline(np.mean([r["success_rate"] for r in runs]), color="gray", ls="--", label="bc (mean)")
+            if is_bc(arm):
+                ax.axhline(np.mean([r["success_rate"] for r in runs]), color="gray" if arm == "bc" else "k",
+                           ls="--" if arm == "bc" else ":", label=f"{arm} (mean)")
                 continue
             for k, r in enumerate(runs):
                 xs = [p["rollouts"] for p in r["curve"]]
@@ -343,7 +355,7 @@ def main(args: list[str]) -> None:
             rollouts = opts.rollouts or BUDGET[task]
             for arm in arms:
                 model = process_file(task, list(ONE_SHOT)) if arm in ("demo_process", "demo_progress") else None
-                needed = 0 if arm == "bc" else rollouts * HORIZON
+                needed = 0 if is_bc(arm) else rollouts * HORIZON
                 jobs += [Job(f"{task} {arm} seed {seed}", run_one,
                              dict(task=task, arm=arm, seed=seed, rollouts=rollouts, model=model and model.as_posix(),
                                   extra=opts.override),
