@@ -1,4 +1,5 @@
-"""Stable-Baselines3 SAC and TD3 inside robo-rl's loop, replay store, evaluation and checkpoints.
+"""Stable-Baselines3 SAC and TD3 (and sb3-contrib's CrossQ) inside robo-rl's loop, replay store, evaluation
+and checkpoints.
 
 SB3 keeps its own networks, losses and optimisers (its `train()` runs unchanged); what changes is
 where the data comes from: SB3's replay buffer is replaced by a view that samples robo-rl's store,
@@ -18,8 +19,27 @@ from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
 from robo_rl.agents.base import Agent, from_discrete
 
-ALGOS = {"SAC": SAC, "TD3": TD3}
+ALGOS = {"SAC": SAC, "TD3": TD3, "CrossQ": None}   # CrossQ: sb3-contrib's, imported when asked for
 POLICY_KEYS = ("net_arch",)  # hyperparameters that belong in SB3's policy_kwargs
+
+
+def algo_class(name: Any) -> type:
+    if name not in ALGOS:
+        raise ValueError(f"agent.algo '{name}' is unknown (valid: {', '.join(ALGOS)})")
+    if name == "CrossQ":
+        try:
+            from sb3_contrib import CrossQ
+        except ImportError:
+            raise ValueError("agent.algo 'CrossQ' needs sb3-contrib: pip install 'robo-rl[bench]'") from None
+        return CrossQ
+    return ALGOS[name]
+
+
+def policy_value(value: Any) -> Any:
+    """A list (or a {pi, qf} mapping of lists, as CrossQ's net_arch) as plain Python for SB3."""
+    if isinstance(value, Mapping):
+        return {str(k): list(v) for k, v in value.items()}
+    return list(value)
 
 
 class _SpacesOnly(gym.Env):
@@ -57,12 +77,11 @@ class SB3Agent(Agent):
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Mapping[str, Any], seed: int = 0) -> None:
         super().__init__(observation_space, action_space, config, seed)
         algo = self.config.get("algo")
-        if algo not in ALGOS:
-            raise ValueError(f"agent.algo '{algo}' is unknown (valid: {', '.join(ALGOS)})")
+        algo_cls = algo_class(algo)
         hyper = dict(self.config.get("hyperparams") or {})
-        policy_kwargs = {k: list(hyper.pop(k)) for k in POLICY_KEYS if k in hyper}
+        policy_kwargs = {k: policy_value(hyper.pop(k)) for k in POLICY_KEYS if k in hyper}
         self.algo_name = algo
-        self.model = ALGOS[algo](
+        self.model = algo_cls(
             "MlpPolicy",
             _SpacesOnly(observation_space, action_space),
             buffer_size=1,  # SB3's own buffer is never used
@@ -73,6 +92,7 @@ class SB3Agent(Agent):
             verbose=0,
             **hyper,
         )
+        self.model.policy.set_training_mode(False)   # SB3 sets it per update; acting always sees eval mode
         self.replay_view = _ReplayView()
         self.model.replay_buffer = self.replay_view
         self.model.set_logger(Logger(folder=None, output_formats=[]))
@@ -115,6 +135,7 @@ class SB3Agent(Agent):
             return {}
         self.replay_view.store = replay
         self.model.train(gradient_steps=self.gradient_steps, batch_size=self.batch_size)
+        self.model.policy.set_training_mode(False)   # acting and evaluation see CrossQ's running statistics
         metrics = {k: float(v) for k, v in self.model.logger.name_to_value.items() if isinstance(v, (int, float))}
         self.model.logger.name_to_value.clear()
         self.model.logger.name_to_count.clear()

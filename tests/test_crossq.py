@@ -113,6 +113,27 @@ def test_crossq_learns_inverted_pendulum_far_above_a_zero_action_policy():
     assert trained >= 500 and trained > 10 * max(zero, random), (trained, zero, random)
 
 
+def test_sb3_contrib_crossq_runs_in_the_suites_loop_and_learns_inverted_pendulum_too():
+    """The parity arm (agent=sb3_crossq): sb3-contrib's CrossQ on robo-rl's replay store, with the same budget
+    as the test above; it acts with its running statistics (eval mode) outside its updates."""
+    from robo_rl.agents.sb3 import SB3Agent
+    from robo_rl.config import compose, to_container
+    from robo_rl.envs.factory import env_config, make_env
+    from robo_rl.evaluate import evaluate
+
+    env = make_env(env_config("mujoco", "InvertedPendulum-v5"), seed=0)
+    eval_env = make_env(env_config("mujoco", "InvertedPendulum-v5"), seed=100)
+    config = to_container(compose(["agent=sb3_crossq"]).agent)
+    config["learning_starts"] = 500
+    config["hyperparams"]["net_arch"]["qf"] = [128, 128]
+    agent = SB3Agent(env.observation_space, env.action_space, config, seed=0)
+    assert type(agent.model).__name__ == "CrossQ" and agent.model.policy_delay == 3
+    agent.learn(2000, env, progress=False, eval_every=0)
+    assert not agent.model.policy.training
+    trained = evaluate(agent, eval_env, 5, seed=7)["mean_return"]
+    assert trained >= 500, trained
+
+
 @pytest.mark.parametrize("bad", [{"critic_width": 0}, {"policy_delay": 0}, {"adam_beta1": 1.0}])
 def test_bad_crossq_settings_name_the_key(bad):
     with pytest.raises(ValueError, match="critic_width|policy_delay|adam_beta1"):
