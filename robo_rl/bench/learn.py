@@ -26,7 +26,8 @@ from robo_rl.bench import (FINAL_NOTE, RUN_DEFAULTS, SEEDS_NOTE, final_return, g
                            results_dir, run_bench, write_summary)
 
 TASKS = {"HalfCheetah-v5": "halfcheetah", "Walker2d-v5": "walker2d", "Humanoid-v5": "humanoid", "Hopper-v5": "hopper"}
-REFERENCE_100K = {"HalfCheetah-v5": ("MR.Q", 7872), "Walker2d-v5": ("MR.Q", 3127), "Humanoid-v5": ("MR.Q", 522)}
+REFERENCE_100K = {"HalfCheetah-v5": ("MR.Q", 7872), "Walker2d-v5": ("MR.Q", 3127), "Hopper-v5": ("MR.Q", 2249),
+                  "Humanoid-v5": ("MR.Q", 522)}
 
 
 def result_path(task: str, agent: str, seed: int, steps: int, tag: str = "") -> Path:

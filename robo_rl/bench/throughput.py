@@ -288,6 +288,12 @@ def cases(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
                             ("srl_j16_recall4", ["agent.sequence_length=16", "agent.recall_positions=4"]),
                             ("srl_j16_recall1", ["agent.sequence_length=16", "agent.recall_positions=1"])):
         table[f"train/{name}/HalfCheetah-v5/robo_rl_loop"] = lambda o=overrides: train_robo_rl("srl", o, warmup, train_steps)
+    # CrossQ at the critic widths of `bench learn`, and sb3-contrib's at 512 (agent=sb3_crossq); width 1024
+    # costs ~11x SAC's FLOP per update, so it is timed over a quarter of the steps
+    for width in (256, 512, 1024):
+        table[f"train/crossq_w{width}/HalfCheetah-v5/robo_rl_loop"] = lambda w=width: train_robo_rl(
+            "crossq", [f"agent.critic_width={w}"], warmup, train_steps if w < 1024 else max(50, train_steps // 4))
+    table["train/sb3_crossq/HalfCheetah-v5/robo_rl_loop"] = lambda: train_robo_rl("sb3_crossq", [], warmup, train_steps)
     compile_flag = [] if quick else ["agent.compile=true"]
     table["train/symphony_cpu/HalfCheetah-v5/robo_rl_loop_eager"] = lambda: train_robo_rl(
         "symphony_cpu", [], warmup, train_steps)
