@@ -28,7 +28,11 @@ so that the defaults are the update above exactly (tested):
   layer_norm: LayerNorm after every hidden layer of the critic (RLPD);
   utd: critic updates per env step, each on a fresh batch, the actor and the temperature once per env
     step after the last of them;
-  backup_entropy: false drops -alpha log pi(a'|s') from the critic's target (the entropy stays in the actor's loss).
+  backup_entropy: false drops -alpha log pi(a'|s') from the critic's target (the entropy stays in the actor's loss);
+  target_bounds: [low, high] clips the critic's target into the range the returns can take (null: off). With a
+    0/1 success reward that ends the episode, every policy's value lies in [0, 1], and values above 1 are
+    overestimation the bootstrap would otherwise feed back; HER's DDPG clips its targets to its reward's
+    return range the same way (Plappert et al. 2018, "Multi-Goal Reinforcement Learning", `clip_return`).
 
 SRL (agents/srl.py) builds on this class: it keeps the critic, entropy tuning, target update and
 update order, and replaces the actor and the actor's loss. The demo-seeded learner (agents/demo_sac.py)
@@ -96,6 +100,7 @@ class SAC(Agent):
         self.layer_norm = bool(c.get("layer_norm", False))
         self.utd = option(c, "utd", int, 1)
         self.backup_entropy = bool(c.get("backup_entropy", True))
+        self.target_bounds = self.bounds(c.get("target_bounds"))
         if not 1 <= self.target_critics <= self.n_critics:
             raise ValueError(f"agent.target_critics must be in 1..agent.critics ({self.n_critics}), got {self.target_critics}")
         if self.utd < 1:
@@ -181,15 +186,32 @@ class SAC(Agent):
         loss.backward()
         optimizer.step()
 
+    @staticmethod
+    def bounds(value: Any) -> tuple[float, float] | None:
+        """agent.target_bounds: null, or [low, high] with low < high."""
+        if value is None:
+            return None
+        try:
+            low, high = (float(v) for v in value)
+        except (TypeError, ValueError):
+            raise ValueError(f"agent.target_bounds must be null or [low, high], got {value!r}") from None
+        if not low < high:
+            raise ValueError(f"agent.target_bounds must be [low, high] with low < high, got {value!r}")
+        return low, high
+
     def critic_target_value(self, reward: torch.Tensor, next_obs: torch.Tensor, terminated: torch.Tensor,
                             alpha: torch.Tensor) -> torch.Tensor:
-        """y = r + gamma (1 - terminated) [min Q'(s', a') - alpha log pi(a'|s')] (the entropy term optional)."""
+        """y = r + gamma (1 - terminated) [min Q'(s', a') - alpha log pi(a'|s')] (the entropy term optional),
+        clipped into `target_bounds` when set."""
         with torch.no_grad():
             next_action, next_log_prob = self.next_action(next_obs)
             value = self.q_min(next_obs, next_action, target=True)
             if self.backup_entropy:
                 value = value - alpha * next_log_prob
-            return reward + self.gamma * (1.0 - terminated) * value
+            target = reward + self.gamma * (1.0 - terminated) * value
+            if self.target_bounds is not None:
+                target = target.clamp(*self.target_bounds)
+            return target
 
     def update(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, next_obs: torch.Tensor,
                terminated: torch.Tensor, update_actor: bool = True) -> dict[str, torch.Tensor]:

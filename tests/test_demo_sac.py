@@ -83,6 +83,24 @@ def test_the_target_is_the_min_over_the_chosen_heads(monkeypatch):
     torch.testing.assert_close(agent.q_min(obs, action), online)
 
 
+def test_target_bounds_clip_the_critics_target_into_the_returns_range():
+    """With target_bounds the target is the unclipped one clipped (values in range untouched); without, unclipped."""
+    obs, next_obs, terminated = torch.randn(64, 5), torch.randn(64, 5), (torch.rand(64) < 0.3).float()
+    reward = torch.linspace(-2.0, 3.0, 64)
+    free = SAC(OBS, ACT, SMALL, seed=0)
+    bounded = SAC(OBS, ACT, {**SMALL, "target_bounds": [0.0, 1.0]}, seed=0)
+    alpha = free.log_alpha.exp().detach()
+    torch.manual_seed(1)
+    y_free = free.critic_target_value(reward, next_obs, terminated, alpha)
+    torch.manual_seed(1)
+    y_bounded = bounded.critic_target_value(reward, next_obs, terminated, alpha)
+    torch.testing.assert_close(y_bounded, y_free.clamp(0.0, 1.0))
+    assert (y_free < 0).any() and (y_free > 1).any() and ((y_free > 0) & (y_free < 1)).any()
+    for bad in ([1.0, 0.0], [0.0], "high"):
+        with pytest.raises(ValueError, match="agent.target_bounds"):
+            SAC(OBS, ACT, {**SMALL, "target_bounds": bad})
+
+
 def test_utd_makes_that_many_critic_updates_and_one_actor_update():
     agent = SAC(OBS, ACT, {**SMALL, "utd": 3}, seed=0)
     replay = filled_replay()
