@@ -127,6 +127,45 @@ def cost_lines(by_task: dict[str, dict[str, list]], baseline: str = "sb3_sac") -
     return lines
 
 
+def throughput_row(result: dict[str, Any]) -> str:
+    """The `bench throughput` row that times a learning run's configuration (CrossQ by its critic width)."""
+    agent = result["agent"]
+    if agent == "crossq":
+        return f"crossq_w{result.get('config', {}).get('critic_width', 512)}"
+    return agent
+
+
+def sitting_lines(by_task: dict[str, dict[str, list]], task: str = "HalfCheetah-v5", baseline: str = "sac") -> list[str]:
+    """Cost per env step beside the return, from one `bench throughput` sitting (benchmarks/results/throughput.json):
+    GFLOP per env step and training env steps/s of every configuration in the table, timed side by side."""
+    path = results_dir() / "throughput.json"
+    groups = by_task.get(task)
+    if not path.is_file() or not groups:
+        return []
+    from scipy import stats
+
+    entries = json.loads(path.read_text())["entries"]
+
+    def entry(row: str) -> dict[str, Any] | None:
+        return entries.get(f"train/{row}/{task}/robo_rl_loop")
+
+    base = entry(baseline)
+    lines = ["", f"Cost per env step on {task} (`robo-rl bench throughput`: every row timed in one sitting, one after "
+             "another, fastest of its rounds; the learning runs' own configurations) beside the final return:", "",
+             "| agent | GFLOP per env step | env steps/s | wall-clock per env step vs sac | final return (IQM) | seeds | measured |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for label, runs in sorted(groups.items()):
+        timed = entry(throughput_row(runs[0]))
+        if timed is None or runs[0]["steps"] != 100_000:
+            continue
+        gflop = timed["flops_per_update"] * timed.get("updates_per_step", 1) / 1e9
+        ratio = f"{base['steps_per_second'] / timed['steps_per_second']:.2f}x" if base else "-"
+        scores = [final_return(r) for r in runs]
+        lines.append(f"| {label.split('@')[0]} | {gflop:.2f} | {timed['steps_per_second']:.0f} | {ratio} | "
+                     f"{stats.trim_mean(scores, 0.25):.0f} | {len(scores)} | {timed.get('measured', '-')} |")
+    return lines if len(lines) > 5 else []
+
+
 def report(steps: int) -> str:
     """Markdown table and learning-curve PNGs from the result files."""
     from robo_rl.evaluate import aggregate
@@ -155,6 +194,7 @@ def report(steps: int) -> str:
     for task, (name, value) in REFERENCE_100K.items():
         if task in by_task:
             lines.append(f"Reference at 100k on {task}: {name} {value}.")
+    lines += sitting_lines(by_task)
     lines += cost_lines({t: {k: v for k, v in g.items() if v[0]["steps"] == steps} for t, g in by_task.items()})
     return write_summary("learn", folder, lines)
 
