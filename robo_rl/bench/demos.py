@@ -14,8 +14,9 @@ Arms (one job, one result file per task, arm and seed; the runner's options appl
 - demo_process: demo_sac, sparse reward plus the potential of a process reward model fitted on the other
   tasks' demos and adapted one-shot to this task's demo (frames rendered every step);
 - demo_progress: the same progress used as a plain reward (the semantic-trap control);
+- demo_clip: demo_sparse with the critic's target clipped into [0, 1], the range of the sparse reward's returns;
 - demo_hand: demo_sparse observing in the hand's frame (BC, critic and evaluation alike);
-- demo_hand_clip: demo_hand with the critic's target clipped into [0, 1], the range of the sparse reward's returns;
+- demo_hand_clip: demo_hand with the critic's target clipped into [0, 1];
 - demo_curriculum: demo_sparse trained on a forward curriculum over the task's start variants (envs/curriculum.py;
   evaluation still draws them uniformly);
 - demo_dense: demo_sac on the env's own dense reward (a diagnostic: is the reward, or the learner, short?);
@@ -58,6 +59,7 @@ ARMS = {
     "demo_process": ["agent=demo_sac", "reward=process", "reward.base=sparse"],
     "demo_dense": ["agent=demo_sac", "reward=env"],
     "demo_curriculum": ["agent=demo_sac", "reward=sparse", "env.start_curriculum=true"],
+    "demo_clip": ["agent=demo_sac", "reward=sparse", "agent.target_bounds=[0,1]"],
     "demo_hand": ["agent=demo_sac", "reward=sparse", "env.hand_frame=true"],
     "demo_hand_clip": ["agent=demo_sac", "reward=sparse", "env.hand_frame=true", "agent.target_bounds=[0,1]"],
     "demo_progress": ["agent=demo_sac", "reward=process", "reward.base=sparse", "reward.plain=true"],
