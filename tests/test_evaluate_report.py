@@ -137,7 +137,8 @@ def test_benchmark_result_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
 
 def test_bench_learn_puts_one_throughput_sittings_cost_beside_each_configurations_return(tmp_path, monkeypatch):
     """Each learning configuration (CrossQ by its critic width) is matched to its own row of the throughput
-    sitting; the wall-clock ratio is sac's env steps/s over the row's, and configurations not timed are left out."""
+    sitting; the wall-clock ratio is sac's env steps/s over the row's; configurations not timed, or timed in
+    another sitting (days before sac's row), are left out."""
     import json
 
     from robo_rl.bench.learn import sitting_lines
@@ -146,10 +147,11 @@ def test_bench_learn_puts_one_throughput_sittings_cost_beside_each_configuration
     folder = tmp_path / "benchmarks" / "results"
     folder.mkdir(parents=True)
     row = lambda sps, flops, when: {"steps_per_second": sps, "flops_per_update": flops, "updates_per_step": 1, "measured": when}
-    entries = {"train/sac/HalfCheetah-v5/robo_rl_loop": row(150.0, 0.58e9, "t1"),
-               "train/crossq_w256/HalfCheetah-v5/robo_rl_loop": row(100.0, 0.48e9, "t2"),
-               "train/crossq_w512/HalfCheetah-v5/robo_rl_loop": row(50.0, 1.72e9, "t3")}
-    (folder / "throughput.json").write_text(json.dumps({"entries": entries}))
+    entries = {"train/sac/HalfCheetah-v5/robo_rl_loop": row(150.0, 0.58e9, "2026-12-05 15:00:00"),
+               "train/crossq_w256/HalfCheetah-v5/robo_rl_loop": row(100.0, 0.48e9, "2026-12-05 15:01:00"),
+               "train/crossq_w512/HalfCheetah-v5/robo_rl_loop": row(50.0, 1.72e9, "2026-12-05 15:03:00"),
+               "train/sb3_sac/HalfCheetah-v5/robo_rl_loop": row(56.0, 0.65e9, "2026-12-01 10:00:00")}
+    (folder / "throughput_learn.json").write_text(json.dumps({"entries": entries}))
     run = lambda agent, width, final, seed: {"agent": agent, "tag": "", "seed": seed, "steps": 100_000,
                                              "config": {"critic_width": width}, "curve": [{"step": 100_000, "mean_return": final}]}
     groups = {"sac@100k": [run("sac", None, 5000, s) for s in range(3)],
@@ -158,7 +160,7 @@ def test_bench_learn_puts_one_throughput_sittings_cost_beside_each_configuration
               "sb3_sac@100k": [run("sb3_sac", None, 4900, 0)]}
     lines = sitting_lines({"HalfCheetah-v5": groups})
     rows = {line.split(" | ")[0].strip("| "): line for line in lines if line.startswith("| ") and "GFLOP" not in line}
-    assert set(rows) == {"sac", "crossq (w256)", "crossq"}   # sb3_sac has no row in this sitting
-    assert rows["crossq (w256)"] == "| crossq (w256) | 0.48 | 100 | 1.50x | 8001 | 3 | t2 |"
-    assert rows["crossq"] == "| crossq | 1.72 | 50 | 3.00x | 7000 | 1 | t3 |"
+    assert set(rows) == {"sac", "crossq (w256)", "crossq"}   # sb3_sac's row is from another sitting
+    assert rows["crossq (w256)"] == "| crossq (w256) | 0.48 | 100 | 1.50x | 8001 | 3 | 2026-12-05 15:01:00 |"
+    assert rows["crossq"] == "| crossq | 1.72 | 50 | 3.00x | 7000 | 1 | 2026-12-05 15:03:00 |"
     assert rows["sac"].startswith("| sac | 0.58 | 150 | 1.00x | 5000 | 3 |")

@@ -135,10 +135,29 @@ def throughput_row(result: dict[str, Any]) -> str:
     return agent
 
 
+# the sitting sitting_lines reads: the learning table's configurations and the baselines, timed one after another
+SITTING = ("robo-rl bench throughput --only sb3_sac/HalfCheetah-v5/sb3_learn,train/sac/,crossq_w256,crossq_w512,sb3_crossq "
+           "--force --rounds 1 --out benchmarks/results/throughput_learn.json")
+
+
+def same_sitting(entry: dict[str, Any], base: dict[str, Any] | None, within_s: float = 3600.0) -> bool:
+    """Whether a throughput row was timed within an hour of the baseline's (rows of older sittings are not comparable)."""
+    import datetime
+
+    if base is None:
+        return True
+    try:
+        times = [datetime.datetime.strptime(e["measured"], "%Y-%m-%d %H:%M:%S") for e in (entry, base)]
+    except (KeyError, ValueError):
+        return False
+    return abs((times[0] - times[1]).total_seconds()) <= within_s
+
+
 def sitting_lines(by_task: dict[str, dict[str, list]], task: str = "HalfCheetah-v5", baseline: str = "sac") -> list[str]:
-    """Cost per env step beside the return, from one `bench throughput` sitting (benchmarks/results/throughput.json):
-    GFLOP per env step and training env steps/s of every configuration in the table, timed side by side."""
-    path = results_dir() / "throughput.json"
+    """Cost per env step beside the return, from one `bench throughput` sitting kept for this table
+    (benchmarks/results/throughput_learn.json, see SITTING): GFLOP per env step and training env steps/s of every
+    configuration in the table, timed side by side."""
+    path = results_dir() / "throughput_learn.json"
     groups = by_task.get(task)
     if not path.is_file() or not groups:
         return []
@@ -150,13 +169,14 @@ def sitting_lines(by_task: dict[str, dict[str, list]], task: str = "HalfCheetah-
         return entries.get(f"train/{row}/{task}/robo_rl_loop")
 
     base = entry(baseline)
-    lines = ["", f"Cost per env step on {task} (`robo-rl bench throughput`: every row timed in one sitting, one after "
-             "another, fastest of its rounds; the learning runs' own configurations) beside the final return:", "",
+    lines = ["", f"Cost per env step on {task} (`{SITTING}`: every row timed in one sitting, one after "
+             f"another, fastest of its rounds; the learning runs' own configurations; rows timed more than an hour "
+             f"from {baseline}'s are left out) beside the final return:", "",
              "| agent | GFLOP per env step | env steps/s | wall-clock per env step vs sac | final return (IQM) | seeds | measured |",
              "|---|---:|---:|---:|---:|---:|---|"]
     for label, runs in sorted(groups.items()):
         timed = entry(throughput_row(runs[0]))
-        if timed is None or runs[0]["steps"] != 100_000:
+        if timed is None or runs[0]["steps"] != 100_000 or not same_sitting(timed, base):
             continue
         gflop = timed["flops_per_update"] * timed.get("updates_per_step", 1) / 1e9
         ratio = f"{base['steps_per_second'] / timed['steps_per_second']:.2f}x" if base else "-"
