@@ -228,26 +228,25 @@ def progress_labels(demo: Demo) -> np.ndarray:
 
 
 # --- demos as training data -----------------------------------------------------------------------
+def wrappers_with(env, method: str) -> list:
+    """The wrappers of `env` (outermost first) whose class defines `method`."""
+    found, layer = [], env
+    while layer is not None:
+        if hasattr(type(layer), method):
+            found.append(layer)
+        layer = getattr(layer, "env", None)
+    return found
+
+
 def reward_relabeler(env) -> object | None:
     """The outermost wrapper of `env` that can give demo steps its reward (`relabel_demo`), if any."""
-    layer = env
-    while layer is not None:
-        if hasattr(type(layer), "relabel_demo"):
-            return layer
-        layer = getattr(layer, "env", None)
-    return None
+    return next(iter(wrappers_with(env, "relabel_demo")), None)
 
 
 def observed_states(env, states: np.ndarray) -> np.ndarray:
     """Recorded states as the env observes them: each wrapper that maps states (`transform_states`, e.g. the
     hand frame of envs/hand_frame.py) applied from the innermost out."""
-    layers = []
-    layer = env
-    while layer is not None:
-        if hasattr(type(layer), "transform_states"):
-            layers.append(layer)
-        layer = getattr(layer, "env", None)
-    for layer in reversed(layers):
+    for layer in reversed(wrappers_with(env, "transform_states")):
         states = layer.transform_states(states)
     return states
 

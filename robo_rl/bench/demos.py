@@ -142,7 +142,7 @@ def run_bc(task: str, seed: int, arm: str = "bc") -> dict[str, Any]:
     from robo_rl.evaluate import evaluate
 
     start = time.perf_counter()
-    agent, eval_env = bc_policy(task, seed, hand_frame=arm == "bc_hand")
+    agent, eval_env = bc_policy(task, seed, hand_frame="env.hand_frame=true" in ARMS[arm])
     result = evaluate(agent, eval_env, BC_EPISODES, seed=10_000 + 100 * seed)
     return {"task": task, "arm": arm, "seed": seed, "demos": DEMOS[task], "rollouts": 0, "steps": 0,
             "success_rate": result["success_rate"], "episodes": BC_EPISODES, "wall_s": round(time.perf_counter() - start, 1)}
