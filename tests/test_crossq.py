@@ -61,6 +61,41 @@ def test_batch_renorm_matches_a_reference_in_training_and_eval_mode():
     assert clipped and int(layer.steps) == 6   # eval-mode calls do not count
 
 
+def autograd_renorm(x, weight, bias, r, d, eps=1e-3):
+    """BatchRenorm's training-mode output written plainly, for autograd to differentiate (r, d constants)."""
+    mean, var = x.mean(-2, keepdim=True), x.var(-2, unbiased=False, keepdim=True)
+    return ((x - mean) / torch.sqrt(var + eps) * r + d) * weight + bias
+
+
+@pytest.mark.parametrize("warmup", [0, 100])   # 0: r and d act from the first batch; 100: plain batch norm
+def test_batch_renorm_gradients_equal_autograd_through_the_plain_formula(warmup):
+    """The closed-form backward (agents/crossq._Renorm) against autograd, for the input, weight and bias."""
+    torch.manual_seed(0)
+    layer = BatchRenorm(2, 5, warmup=warmup).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.linspace(0.5, 2.0, 10).view(2, 1, 5))
+        layer.bias.fill_(0.3)
+        layer.running_mean.fill_(1.5)
+        layer.running_var.fill_(0.2)   # far from the batch's: r and d clip when they act
+    x = (torch.randn(2, 16, 5, dtype=torch.double) * 2 + 1).requires_grad_()
+    upstream = torch.randn(2, 16, 5, dtype=torch.double)
+    running_std = torch.sqrt(layer.running_var + 1e-3)
+    mean, var = x.detach().mean(-2, keepdim=True), x.detach().var(-2, unbiased=False, keepdim=True)
+    r, d = torch.ones_like(mean), torch.zeros_like(mean)
+    if warmup == 0:
+        r = (torch.sqrt(var + 1e-3) / running_std).clamp(1 / 3, 3)
+        d = ((mean - layer.running_mean) / running_std).clamp(-5, 5)
+        assert not torch.allclose(r, torch.ones_like(r))
+    weight, bias = layer.weight.detach().clone().requires_grad_(), layer.bias.detach().clone().requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+    (layer(x) * upstream).sum().backward()
+    (autograd_renorm(x_ref, weight, bias, r, d) * upstream).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad)
+    torch.testing.assert_close(layer.weight.grad, weight.grad)
+    torch.testing.assert_close(layer.bias.grad, bias.grad)
+    assert x.grad.abs().max() > 1e-3
+
+
 def test_the_joint_forward_equals_separate_forwards_in_eval_mode():
     agent = CrossQ(OBS, ACT, SMALL, seed=0)
     obs, action, next_obs, next_action = (torch.randn(8, 5), torch.rand(8, 2) * 2 - 1, torch.randn(8, 5),
