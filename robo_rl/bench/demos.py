@@ -17,6 +17,8 @@ Arms (one job, one result file per task, arm and seed; the runner's options appl
 - demo_clip: demo_sparse with the critic's target clipped into [0, 1], the range of the sparse reward's returns;
 - demo_hand: demo_sparse observing in the hand's frame (BC, critic and evaluation alike);
 - demo_hand_clip: demo_hand with the critic's target clipped into [0, 1];
+- demo_hand_process: demo_process observing in the hand's frame, the critic's target clipped into [-1, 1] (the
+  sparse return in [0, 1] less the potential of the state, in [0, 1]: shaping telescopes to -Phi(s));
 - demo_curriculum: demo_sparse trained on a forward curriculum over the task's start variants (envs/curriculum.py;
   evaluation still draws them uniformly);
 - demo_dense: demo_sac on the env's own dense reward (a diagnostic: is the reward, or the learner, short?);
@@ -62,13 +64,17 @@ ARMS = {
     "demo_clip": ["agent=demo_sac", "reward=sparse", "agent.target_bounds=[0,1]"],
     "demo_hand": ["agent=demo_sac", "reward=sparse", "env.hand_frame=true"],
     "demo_hand_clip": ["agent=demo_sac", "reward=sparse", "env.hand_frame=true", "agent.target_bounds=[0,1]"],
+    "demo_hand_process": ["agent=demo_sac", "reward=process", "reward.base=sparse", "env.hand_frame=true",
+                          "agent.target_bounds=[-1,1]"],
     "demo_progress": ["agent=demo_sac", "reward=process", "reward.base=sparse", "reward.plain=true"],
     "sac_sparse": ["agent=sac", "reward=sparse", "agent.learning_starts=5000"],
     "sac_dense": ["agent=sac", "reward=env", "agent.learning_starts=5000"],
     "critic_only": ["agent=sac", "reward=sparse", "agent.learning_starts=2000", "agent.critics=4", "agent.layer_norm=true",
                     "agent.utd=4", "agent.backup_entropy=false", "agent.initial_alpha=0.01"],
 }
-HEADLINE = ("bc", "demo_sparse", "demo_process")
+# The headline grid (the default --arms): BC alone in both frames, and the learner in the hand's frame with its
+# critic's target clipped, sparse and with the process potential (the world-frame, unclipped arms collapse: docs)
+HEADLINE = ("bc", "bc_hand", "demo_hand_clip", "demo_hand_process")
 BC_ARMS = ("bc", "bc_hand")   # no training env steps: BC alone, evaluated on BC_EPISODES episodes
 
 
@@ -358,7 +364,7 @@ def main(args: list[str]) -> None:
             demo_file(task)   # recorded here, once, before jobs that read it run in parallel
             rollouts = opts.rollouts or BUDGET[task]
             for arm in arms:
-                model = process_file(task, list(ONE_SHOT)) if arm in ("demo_process", "demo_progress") else None
+                model = process_file(task, list(ONE_SHOT)) if "reward=process" in ARMS[arm] else None
                 needed = 0 if is_bc(arm) else rollouts * HORIZON
                 jobs += [Job(f"{task} {arm} seed {seed}", run_one,
                              dict(task=task, arm=arm, seed=seed, rollouts=rollouts, model=model and model.as_posix(),
