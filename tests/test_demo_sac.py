@@ -332,3 +332,31 @@ def test_ibrl_takes_per_sample_the_action_the_critic_values_higher():
     chosen = agent.higher_q(obs, mine, proposal, target=True)
     prefer = agent.q_min(obs, proposal, target=True, heads=heads) > agent.q_min(obs, mine, target=True, heads=heads)
     torch.testing.assert_close(chosen, torch.where(prefer.unsqueeze(-1), proposal, mine))
+
+
+def test_every_bench_demos_arm_composes_into_the_config_it_names(tmp_path, monkeypatch):
+    """Each arm's overrides compose (an arm whose keys are not in its agent's config fails here, not an hour into
+    a grid); the headline learner observes in the hand's frame with its target clipped, the ADS arms read at
+    least 2 demos' observations (the progress recognizer's minimum) and no arm without demos is handed any."""
+    from pathlib import Path
+
+    from robo_rl.bench import demos as bench
+    from robo_rl.config import compose
+
+    monkeypatch.setattr(bench, "demo_file", lambda task: tmp_path / f"{task}.h5")
+    for arm in bench.ARMS:
+        if bench.is_bc(arm):
+            continue
+        model = Path("process.safetensors") if "reward=process" in bench.ARMS[arm] else None
+        cfg = compose(bench.arm_overrides("drawer-open-v3", arm, 0, 25, model))
+        assert cfg.env.id == "drawer-open-v3" and cfg.train.steps == 25 * bench.HORIZON, arm
+        assert (cfg.agent.name == "demo_sac") == arm.startswith("demo_"), arm
+        if arm.startswith("ads_"):
+            assert cfg.reward.name == "ads" and cfg.reward.max_demos == 2 and cfg.reward.demos.endswith("drawer-open-v3.h5")
+    hand_clip = compose(bench.arm_overrides("pick-place-v3", "demo_hand_clip", 1, 25, None))
+    assert hand_clip.env.hand_frame is True and list(hand_clip.agent.target_bounds) == [0, 1]
+    assert hand_clip.agent.demo_episodes == 5 and hand_clip.seed == 1
+    process = compose(bench.arm_overrides("drawer-open-v3", "demo_hand_process", 0, 25, Path("p.safetensors")))
+    assert list(process.agent.target_bounds) == [-1, 1] and process.reward.model == "p.safetensors"
+    assert bench.demos_of("drawer-open-v3", "sac_sparse") == 0 and bench.demos_of("assembly-v3", "ads_critic") == 5
+    assert set(bench.HEADLINE) <= set(bench.ARMS)

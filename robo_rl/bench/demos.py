@@ -23,7 +23,10 @@ Arms (one job, one result file per task, arm and seed; the runner's options appl
   evaluation still draws them uniformly);
 - demo_dense: demo_sac on the env's own dense reward (a diagnostic: is the reward, or the learner, short?);
 - sac_sparse / sac_dense: the suite's SAC from scratch (no demos), sparse and the env's dense reward;
-- critic_only: the learner's critic and UTD (demo_sac's settings) without any demos, sparse reward.
+- critic_only: the learner's critic and UTD (demo_sac's settings) without any demos, sparse reward;
+- ads_critic / ads_critic_fixed: imitation from the demos' observations alone (reward=ads, rewards/ads.py) on that
+  same critic, with the discount scheduled (ADS) and fixed (its ablation); no BC, no demo store. ADS's progress
+  recognizer needs 2 demos at least, so these arms read 2 on the one-shot tasks (the table's demos column).
 Every training arm is evaluated every 25 rollouts (5000 env steps) on 20 episodes with new goals.
 Budgets count rollouts of 200 steps: 300 on the one-shot tasks, 500 on the harder ones (--rollouts).
 """
@@ -51,6 +54,9 @@ EVAL_EPISODES = 20
 BC_EPISODES = 50
 CAMERAS = ("corner", "corner2")
 WORK = Path("runs") / "bench" / "demos"
+# demo_sac's critic, UTD and start on the SAC core, without any of its demo parts (the critic_only and ADS arms)
+LEARNER_CRITIC = ("agent.learning_starts=2000", "agent.critics=4", "agent.layer_norm=true", "agent.utd=4",
+                  "agent.backup_entropy=false", "agent.initial_alpha=0.01")
 ARMS = {
     "bc": [],
     "bc_hand": ["env.hand_frame=true"],
@@ -69,8 +75,9 @@ ARMS = {
     "demo_progress": ["agent=demo_sac", "reward=process", "reward.base=sparse", "reward.plain=true"],
     "sac_sparse": ["agent=sac", "reward=sparse", "agent.learning_starts=5000"],
     "sac_dense": ["agent=sac", "reward=env", "agent.learning_starts=5000"],
-    "critic_only": ["agent=sac", "reward=sparse", "agent.learning_starts=2000", "agent.critics=4", "agent.layer_norm=true",
-                    "agent.utd=4", "agent.backup_entropy=false", "agent.initial_alpha=0.01"],
+    "critic_only": ["agent=sac", "reward=sparse", *LEARNER_CRITIC],
+    "ads_critic": ["agent=sac", "reward=ads", "reward.schedule=true", *LEARNER_CRITIC],
+    "ads_critic_fixed": ["agent=sac", "reward=ads", "reward.schedule=false", *LEARNER_CRITIC],
 }
 # The headline grid (the default --arms): BC alone in both frames, and the learner in the hand's frame with its
 # critic's target clipped, sparse and with the process potential (the world-frame, unclipped arms collapse: docs)
@@ -80,6 +87,14 @@ BC_ARMS = ("bc", "bc_hand")   # no training env steps: BC alone, evaluated on BC
 
 def is_bc(arm: str) -> bool:
     return arm in BC_ARMS
+
+
+def demos_of(task: str, arm: str) -> int:
+    """The demos an arm reads: the task's count; at least 2 for ADS, whose progress recognizer sets its threshold
+    from demo-to-demo distances (rewards/ads.py); none for SAC from scratch and the critic alone."""
+    if arm.startswith("ads_"):
+        return max(DEMOS[task], 2)
+    return DEMOS[task] if is_bc(arm) or arm.startswith("demo_") else 0
 
 
 def demo_file(task: str) -> Path:
@@ -118,6 +133,8 @@ def arm_overrides(task: str, arm: str, seed: int, rollouts: int, model: Path | N
                  "train.checkpoint_every=5000", "train.progress=false", *RUN_DEFAULTS]
     if arm.startswith("demo_"):
         overrides += [f"agent.demos={demo_file(task).as_posix()}", f"agent.demo_episodes={DEMOS[task]}"]
+    if "reward=ads" in ARMS[arm]:   # the demos' observations only
+        overrides += [f"reward.demos={demo_file(task).as_posix()}", f"reward.max_demos={demos_of(task, arm)}"]
     if model is not None:
         overrides.append(f"reward.model={model.as_posix()}")
     return overrides
@@ -209,7 +226,7 @@ def run_one(task: str, arm: str, seed: int, rollouts: int, model: str | None, ex
     curve = [{"rollouts": e["step"] // HORIZON, "step": e["step"], "success_rate": e.get("success_rate", 0.0),
               "wall_s": e.get("wall_s")} for e in evaluations]
     wall = curve[-1]["wall_s"] if curve else None
-    return {"task": task, "arm": arm, "seed": seed, "demos": DEMOS[task] if arm.startswith("demo_") else 0,
+    return {"task": task, "arm": arm, "seed": seed, "demos": demos_of(task, arm),
             "rollouts": rollouts, "steps": rollouts * HORIZON, "curve": curve,
             "env_steps_per_s": round(rollouts * HORIZON / wall, 1) if wall else None,
             "config": {"agent": to_container(cfg.agent), "reward": to_container(cfg.get("reward") or {})}}
@@ -261,7 +278,7 @@ def report() -> str:
             final = [success_at(r, BUDGET[task]) for r in runs]
             to80, to95 = (", ".join("-" if n is None else str(n) for n in (rollouts_to(r, level) for r in runs)) for level in (0.8, 0.95))
             speed = [r.get("env_steps_per_s") for r in runs if r.get("env_steps_per_s")]
-            demos = DEMOS[task] if is_bc(arm) or arm.startswith("demo_") else 0
+            demos = demos_of(task, arm)
             speed = f"{np.mean(speed):.0f}" if speed else "-"
             last = ", ".join("-" if is_bc(r["arm"]) or not r["curve"] else
                              f"{r['curve'][-1]['success_rate']:.2f} ({r['curve'][-1]['rollouts']})" for r in runs)
