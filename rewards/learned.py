@@ -7,9 +7,11 @@ reward the agent sees; `info["env_reward"]` keeps the env's own. Agents never kn
 
 Task reward under the learned term (`base`): `env` (the env's reward), `sparse` (1 on a step where the
 task's success flag is on, else 0; with `terminate_on_success` the episode ends there), or `none`.
-- kind `perceptual`: r = base + scale * R_perceptual(s')
-- kind `process`:    r = base + scale * (gamma * Phi(s') - Phi(s)), Phi(s') = 0 when s' is terminal
-                     (plain=True: r = base + scale * Phi(s'), progress as a plain reward, the semantic-trap control)
+Each kind gives a potential Phi(s) in [0, 1]: a process model's progress, or the perceptual reward R_perceptual(s).
+It is paid either plain or as potential-based shaping (Ng, Harada, Russell, ICML 1999), policy-invariant:
+- plain:   r = base + scale * Phi(s')  (the perceptual reward's default; for a process model the semantic-trap
+           control: it rewards sitting in high-progress states)
+- shaping: r = base + scale * (gamma * Phi(s') - Phi(s)), Phi(s') = 0 when s' is terminal (a process model's default)
 """
 from __future__ import annotations
 
@@ -84,7 +86,7 @@ class LearnedReward(gym.Wrapper):
     """Replaces the env's reward with a learned one (see the module docstring for the formulas)."""
 
     def __init__(self, env: gym.Env, model: str, base: str = "sparse", scale: float = 1.0, gamma: float = 0.99,
-                 terminate_on_success: bool = True, name: str = "learned", plain: bool = False) -> None:
+                 terminate_on_success: bool = True, name: str = "learned", plain: bool | None = None) -> None:
         from robo_rl.envs.render import CameraRenderer
 
         super().__init__(env)
@@ -94,9 +96,8 @@ class LearnedReward(gym.Wrapper):
         self.kind = self.manifest["kind"]
         self.base, self.scale, self.gamma = base, float(scale), float(gamma)
         self.terminate_on_success = bool(terminate_on_success)
-        # process models: plain=True pays the progress itself, r = base + scale * Phi(s') (the semantic-trap
-        # control: it rewards sitting in high-progress states), instead of its potential-based shaping
-        self.plain = bool(plain)
+        # plain=None: the kind's own way of paying its potential (perceptual: plain, process: shaping)
+        self.plain = self.kind == "perceptual" if plain is None else bool(plain)
         self.renderer = CameraRenderer(env, self.manifest["cameras"], int(self.manifest["image_size"]))
         self.start: np.ndarray | None = None
         self.phi = 0.0
@@ -105,17 +106,18 @@ class LearnedReward(gym.Wrapper):
         """Current frame features, (V, D)."""
         return self.net.features(np.stack(self.renderer.render()))
 
-    def _potential(self, views: np.ndarray) -> float:
-        return float(self.reward_model.progress(views[None], self.start, self.reward_model.goal)[0])
-
-    def _perceptual(self, views: np.ndarray) -> float:
-        return float(self.reward_model(views[:1])[0])  # the first camera: the reward was fitted on one view
+    def _potentials(self, views: np.ndarray, start: np.ndarray) -> np.ndarray:
+        """Phi of each frame of (T, V, D) features: the process model's progress from the episode's start
+        (`start`, (V, D)), or the perceptual reward of the first camera (it was fitted on one view)."""
+        if self.kind == "process":
+            return self.reward_model.progress(views, start, self.reward_model.goal)
+        return np.asarray(self.reward_model(views[:, 0]), dtype=np.float64)
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict]:
         obs, info = self.env.reset(**kwargs)
-        if self.kind == "process":
-            self.start = self._views()
-            self.phi = self._potential(self.start)
+        views = self._views()
+        self.start = views
+        self.phi = float(self._potentials(views[None], views)[0])
         return obs, info
 
     def step(self, action: np.ndarray) -> tuple[Any, float, bool, bool, dict]:
@@ -124,14 +126,10 @@ class LearnedReward(gym.Wrapper):
         if self.terminate_on_success and success:
             terminated = True
         base = {"env": float(env_reward), "sparse": float(success), "none": 0.0}[self.base]
-        views = self._views()
-        if self.kind == "process":
-            next_phi = self._potential(views)
-            learned = next_phi if self.plain else float(shaped_reward(0.0, self.phi, next_phi, self.gamma, terminated))
-            info["progress"] = next_phi
-            self.phi = next_phi
-        else:
-            learned = self._perceptual(views)
+        next_phi = float(self._potentials(self._views()[None], self.start)[0])
+        learned = next_phi if self.plain else float(shaped_reward(0.0, self.phi, next_phi, self.gamma, terminated))
+        info["progress"] = next_phi
+        self.phi = next_phi
         info["env_reward"] = float(env_reward)
         info["learned_reward"] = learned
         return obs, base + self.scale * learned, terminated, truncated, info
@@ -154,11 +152,8 @@ class LearnedReward(gym.Wrapper):
         terminated = success & self.terminate_on_success
         env_reward = demo.rewards[:steps] if demo.rewards is not None else np.zeros(steps)
         base = {"env": env_reward, "sparse": success.astype(np.float64), "none": np.zeros(steps)}[self.base]
-        if self.kind == "process":
-            phi = self.reward_model.progress(views, views[0], self.reward_model.goal)
-            learned = phi[1:] if self.plain else shaped_reward(0.0, phi[:-1], phi[1:], self.gamma, terminated)
-        else:
-            learned = np.asarray(self.reward_model(views[1:, 0]), dtype=np.float64)  # the first camera, as in step()
+        phi = self._potentials(views, views[0])
+        learned = phi[1:] if self.plain else shaped_reward(0.0, phi[:-1], phi[1:], self.gamma, terminated)
         return base + self.scale * learned, terminated
 
     def close(self) -> None:

@@ -268,8 +268,8 @@ def test_training_promotes_exactly_the_successful_episodes(tmp_path, demo_file):
 
 # --- the benchmark's report ---------------------------------------------------------------------------
 def test_bench_demos_report_reads_budgets_and_thresholds_from_the_result_files(tmp_path, monkeypatch):
-    """Success at 150/300 rollouts, rollouts to 80%/95% per seed, and the IQM with its interval at 5 seeds,
-    all from the result files (a curve every 25 rollouts); BC is a flat line."""
+    """Success at 100/150/300 rollouts, rollouts to 80%/95% per seed, and the IQM with its interval at 5 seeds
+    at the last evaluation all seeds reached, all from the result files (a curve every 25 rollouts); BC is a flat line."""
     import json
 
     from robo_rl.bench import demos as bench
@@ -285,15 +285,22 @@ def test_bench_demos_report_reads_budgets_and_thresholds_from_the_result_files(t
             {"task": "drawer-open-v3", "arm": "demo_sparse", "seed": seed, "steps": 60000, "curve": curve, "env_steps_per_s": 20.0}))
         (folder / f"drawer-open-v3__bc__s{seed}.json").write_text(json.dumps(
             {"task": "drawer-open-v3", "arm": "bc", "seed": seed, "steps": 0, "success_rate": 0.3}))
+        short = [{**p, "success_rate": 0.2 + 0.2 * seed} for p in curve[: 4 + seed]]   # runs stopped at 100-200 rollouts
+        (folder / f"drawer-open-v3__demo_hand_clip__s{seed}.json").write_text(json.dumps(
+            {"task": "drawer-open-v3", "arm": "demo_hand_clip", "seed": seed, "steps": 20000, "curve": short}))
     table = bench.report()
     row = next(line for line in table.splitlines() if "| demo_sparse |" in line)
     cells = [c.strip() for c in row.split("|")]
-    assert cells[5] == "1.00, 1.00, 1.00, 1.00, 0.50" and cells[6] == "1.00, 1.00, 1.00, 1.00, 0.85" and cells[7] == ""
-    assert cells[9] == "75, 50, 50, 25, 200" and cells[10] == "100, 75, 50, 50, -"   # the first point at or above 80% / 95%
-    assert cells[8].startswith("1.00 [")   # IQM at 300: the middle three seeds, all at 1.00
-    assert cells[11] == "20" and cells[12] == "1.00 (300), 1.00 (300), 1.00 (300), 1.00 (300), 0.85 (300)"
+    assert cells[5] == "1.00, 1.00, 1.00, 1.00, 0.50"     # @100
+    assert cells[6] == "1.00, 1.00, 1.00, 1.00, 0.50" and cells[7] == "1.00, 1.00, 1.00, 1.00, 0.85" and cells[8] == ""
+    assert cells[10] == "75, 50, 50, 25, 200" and cells[11] == "100, 75, 50, 50, -"   # the first point at or above 80% / 95%
+    assert cells[9].startswith("1.00 [") and cells[9].endswith("] @ 300")   # IQM at 300: the middle three seeds, all at 1.00
+    assert cells[12] == "20" and cells[13] == "1.00 (300), 1.00 (300), 1.00 (300), 1.00 (300), 0.85 (300)"
+    # runs of unequal length: the IQM at the last evaluation all reached (100), of 0.2, 0.4, ..., 1.0
+    short = [c.strip() for c in next(line for line in table.splitlines() if "| demo_hand_clip |" in line).split("|")]
+    assert short[9].startswith("0.60 [") and short[9].endswith("] @ 100") and short[6] == "-, -, 0.60, 0.80, 1.00"
     bc = [c.strip() for c in next(line for line in table.splitlines() if "| bc |" in line).split("|")]
-    assert bc[5] == "0.30, 0.30, 0.30, 0.30, 0.30" and bc[9] == "-, -, -, -, -"
+    assert bc[6] == "0.30, 0.30, 0.30, 0.30, 0.30" and bc[10] == "-, -, -, -, -" and bc[9].endswith("] @ 300")
     assert (folder / "success.png").is_file() and (folder / "summary.md").read_text().strip() == table.strip()
 
 
@@ -347,7 +354,8 @@ def test_every_bench_demos_arm_composes_into_the_config_it_names(tmp_path, monke
     for arm in bench.ARMS:
         if bench.is_bc(arm):
             continue
-        model = Path("process.safetensors") if "reward=process" in bench.ARMS[arm] else None
+        model = Path("model.safetensors") if any(o.startswith("reward=") and o not in ("reward=sparse", "reward=env", "reward=ads")
+                                                 for o in bench.ARMS[arm]) else None
         cfg = compose(bench.arm_overrides("drawer-open-v3", arm, 0, 25, model))
         assert cfg.env.id == "drawer-open-v3" and cfg.train.steps == 25 * bench.HORIZON, arm
         assert (cfg.agent.name == "demo_sac") == arm.startswith("demo_"), arm
@@ -358,5 +366,10 @@ def test_every_bench_demos_arm_composes_into_the_config_it_names(tmp_path, monke
     assert hand_clip.agent.demo_episodes == 5 and hand_clip.seed == 1
     process = compose(bench.arm_overrides("drawer-open-v3", "demo_hand_process", 0, 25, Path("p.safetensors")))
     assert list(process.agent.target_bounds) == [-1, 1] and process.reward.model == "p.safetensors"
+    perceptual = compose(bench.arm_overrides("drawer-open-v3", "demo_hand_perceptual", 0, 25, Path("r.safetensors")))
+    assert perceptual.reward.name == "perceptual" and perceptual.reward.plain is False and perceptual.reward.base == "sparse"
+    assert perceptual.reward.terminate_on_success is True and list(perceptual.agent.target_bounds) == [-1, 1]
+    progress = compose(bench.arm_overrides("drawer-open-v3", "demo_hand_progress", 0, 25, Path("p.safetensors")))
+    assert progress.reward.plain is True and progress.env.hand_frame is True and list(progress.agent.target_bounds) == [0, 200]
     assert bench.demos_of("drawer-open-v3", "sac_sparse") == 0 and bench.demos_of("assembly-v3", "ads_critic") == 5
     assert set(bench.HEADLINE) <= set(bench.ARMS)

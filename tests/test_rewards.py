@@ -384,6 +384,47 @@ def test_process_reward_wrapper_shapes_the_sparse_reward(reward_file):
     env.close()
 
 
+def test_perceptual_reward_as_a_potential_shapes_the_sparse_reward(tmp_path, demo_file, reward_file):
+    """plain=false pays gamma * R(s') - R(s) with R the perceptual reward a plain wrapper pays on the same
+    states, 0 after the terminal step, on top of the success reward; relabelled demos get the same rewards."""
+    from robo_rl.envs.factory import env_config, make_env
+    from robo_rl.rewards.demos import expert_policy
+    from robo_rl.rewards.learned import LearnedReward
+    from robo_rl.rewards.pipeline import fit_perceptual_file
+
+    path = fit_perceptual_file(demo_file, reward_file.parent / "net.safetensors", tmp_path / "perceptual", "corner", limit=4)
+    def wrapped(plain, base):
+        env = make_env(env_config("metaworld", TASK, max_episode_steps=200), seed=0)
+        return LearnedReward(env, str(path), base=base, gamma=0.9, terminate_on_success=True, plain=plain)
+    shaped, plain = wrapped(False, "sparse"), wrapped(True, "none")
+    assert LearnedReward.__init__.__defaults__[-1] is None and not shaped.plain and plain.plain
+    policy = expert_policy(TASK)
+    obs, _ = shaped.reset(seed=5)
+    plain.reset(seed=5)
+    phi, potentials = shaped.phi, []
+    for _ in range(200):
+        action = policy.get_action(obs).astype(np.float32)
+        obs, reward, terminated, truncated, info = shaped.step(action)
+        _, perceptual, *_ = plain.step(action)
+        assert info["progress"] == pytest.approx(perceptual, abs=1e-9)   # the potential is the perceptual reward
+        next_phi = 0.0 if terminated else perceptual
+        assert reward == pytest.approx(float(info["success"] > 0) + 0.9 * next_phi - phi, abs=1e-6)
+        phi = perceptual
+        potentials.append(perceptual)
+        if terminated or truncated:
+            break
+    assert terminated and np.ptp(potentials) > 0.1   # the expert succeeds; the potential moves along the way
+    demo = load_demos(demo_file, limit=1)[0]
+    shaped_rewards, ends = shaped.relabel_demo(demo)
+    plain_rewards, _ = plain.relabel_demo(demo)
+    start = float(shaped._potentials(shaped.net.features(demo.frames["corner"][:1])[:, None], None)[0])
+    phis = np.r_[start, plain_rewards]
+    success = shaped_rewards - (0.9 * np.where(ends, 0.0, phis[1:]) - phis[:-1])
+    assert ends[-1] and np.allclose(success, ends.astype(float), atol=1e-6)
+    shaped.close()
+    plain.close()
+
+
 def test_training_with_a_learned_reward_through_the_cli(cli, tmp_path, reward_file):
     run = tmp_path / "run"
     common = ["agent=sb3_sac", "train=smoke", "train.steps=200", "agent.learning_starts=100", "agent.hyperparams.batch_size=32",

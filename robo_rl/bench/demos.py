@@ -73,6 +73,12 @@ ARMS = {
     "demo_hand_process": ["agent=demo_sac", "reward=process", "reward.base=sparse", "env.hand_frame=true",
                           "agent.target_bounds=[-1,1]"],
     "demo_progress": ["agent=demo_sac", "reward=process", "reward.base=sparse", "reward.plain=true"],
+    # the headline learner's diagnostics: the perceptual reward as a potential, and the progress as a plain
+    # reward (per step in [0, 2], so the return stays in [0, 2 / (1 - gamma)] = [0, 200])
+    "demo_hand_perceptual": ["agent=demo_sac", "reward=perceptual", "reward.base=sparse", "reward.plain=false",
+                             "reward.terminate_on_success=true", "env.hand_frame=true", "agent.target_bounds=[-1,1]"],
+    "demo_hand_progress": ["agent=demo_sac", "reward=process", "reward.base=sparse", "reward.plain=true",
+                           "env.hand_frame=true", "agent.target_bounds=[0,200]"],
     "sac_sparse": ["agent=sac", "reward=sparse", "agent.learning_starts=5000"],
     "sac_dense": ["agent=sac", "reward=env", "agent.learning_starts=5000"],
     "critic_only": ["agent=sac", "reward=sparse", *LEARNER_CRITIC],
@@ -108,22 +114,49 @@ def demo_file(task: str) -> Path:
     return path
 
 
-def process_file(task: str, tasks: list[str]) -> Path:
-    """A process reward model fitted on the other tasks' demos, adapted one-shot to this task's first demo."""
+def feature_file(tasks: list[str]) -> Path:
+    """The frozen feature net the learned rewards embed frames with: a TCN pretrained on the tasks' demos."""
     from robo_rl.rewards.demos import load_demos
     from robo_rl.rewards.features import pretrain_tcn, save_feature_net
-    from robo_rl.rewards.pipeline import fit_process_file
 
     features = WORK / "features.safetensors"
     if not features.exists():
         frames = [d.frames for t in tasks for d in load_demos(demo_file(t), limit=DEMOS[t])]
         net, _ = pretrain_tcn(frames, steps=1000, seed=0)
         save_feature_net(net, features, {"tasks": tasks, "steps": 1000})
+    return features
+
+
+def process_file(task: str, tasks: list[str]) -> Path:
+    """A process reward model fitted on the other tasks' demos, adapted one-shot to this task's first demo."""
+    from robo_rl.rewards.pipeline import fit_process_file
+
+    features = feature_file(tasks)
     path = WORK / f"process__{task}.safetensors"
     if not path.exists():
         others = [demo_file(t) for t in tasks if t != task]
         fit_process_file(others, features, path, CAMERAS, steps=1500, adapt_file=demo_file(task))
     return path
+
+
+def perceptual_file(task: str, tasks: list[str]) -> Path:
+    """A perceptual reward fitted on this task's demos (its first camera), on the same feature net."""
+    from robo_rl.rewards.pipeline import fit_perceptual_file
+
+    features = feature_file(tasks)
+    path = WORK / f"perceptual__{task}.safetensors"
+    if not path.exists():
+        fit_perceptual_file(demo_file(task), features, path, CAMERAS[0], limit=DEMOS[task])
+    return path
+
+
+def model_file(task: str, arm: str) -> Path | None:
+    """The learned reward model an arm reads, fitted once per task (None: the arm has none)."""
+    if "reward=process" in ARMS[arm]:
+        return process_file(task, list(ONE_SHOT))
+    if "reward=perceptual" in ARMS[arm]:
+        return perceptual_file(task, list(ONE_SHOT))
+    return None
 
 
 def arm_overrides(task: str, arm: str, seed: int, rollouts: int, model: Path | None) -> list[str]:
@@ -256,26 +289,38 @@ def iqm_ci(values: list[float]) -> str:
     return f"{stats.trim_mean(values, 0.25):.2f} [{np.percentile(boots, 2.5):.2f}, {np.percentile(boots, 97.5):.2f}]"
 
 
+def common_rollouts(task: str, runs: list[dict[str, Any]]) -> int | None:
+    """The last evaluation every run of an arm reached, up to the task's budget (BC: the budget)."""
+    if is_bc(runs[0]["arm"]):
+        return BUDGET[task]
+    reached = [r["curve"][-1]["rollouts"] if r["curve"] else 0 for r in runs]
+    return min(min(reached), BUDGET[task]) or None
+
+
 def report() -> str:
     folder = results_dir() / "demos"
     folder.mkdir(parents=True, exist_ok=True)
     results = [json.loads(p.read_text()) for p in sorted(folder.glob("*__*__s*.json")) if not p.name.startswith("coverage__")]
     lines = ["Success rate (fraction of evaluation episodes with new goals) after N rollouts of 200 steps; per seed, and the "
-             "IQM with a 95% bootstrap interval where 5 seeds are done. Rollouts to 80% / 95%: the first evaluation at or "
+             "IQM with a 95% bootstrap interval where 5 seeds are done, at the last evaluation all of them reached "
+             "(BC: at the budget; its success does not change with rollouts). Rollouts to 80% / 95%: the first evaluation at or "
              "above it, per seed ('-': not reached). bc: behaviour cloning alone, 50 episodes; bc_hand: the same, observing "
              "in the hand's frame (`env.hand_frame`).", "",
-             "| task | demos | arm | seeds | @150 | @300 | @500 | IQM @ budget | to 80% | to 95% | env steps/s | last evaluation (rollouts) |",
-             "|---|---:|---|---:|---|---|---|---|---|---|---:|---|"]
+             "| task | demos | arm | seeds | @100 | @150 | @300 | @500 | IQM [95% CI] @ rollouts | to 80% | to 95% | env steps/s | last evaluation (rollouts) |",
+             "|---|---:|---|---:|---|---|---|---|---|---|---|---:|---|"]
     for task in (*ONE_SHOT, *HARDER):
         for arm in ARMS:
             runs = sorted((r for r in results if r["task"] == task and r["arm"] == arm), key=lambda r: r["seed"])
             if not runs:
                 continue
             cells = []
-            for budget in (150, 300, 500):
+            for budget in (100, 150, 300, 500):
                 values = [success_at(r, budget) for r in runs]
                 cells.append(", ".join("-" if v is None else f"{v:.2f}" for v in values) if any(v is not None for v in values) else "")
-            final = [success_at(r, BUDGET[task]) for r in runs]
+            common = common_rollouts(task, runs)
+            final = [success_at(r, common) for r in runs] if common else []
+            iqm = iqm_ci([v for v in final if v is not None])
+            iqm = f"{iqm} @ {common}" if iqm != "-" else "-"
             to80, to95 = (", ".join("-" if n is None else str(n) for n in (rollouts_to(r, level) for r in runs)) for level in (0.8, 0.95))
             speed = [r.get("env_steps_per_s") for r in runs if r.get("env_steps_per_s")]
             demos = demos_of(task, arm)
@@ -283,7 +328,7 @@ def report() -> str:
             last = ", ".join("-" if is_bc(r["arm"]) or not r["curve"] else
                              f"{r['curve'][-1]['success_rate']:.2f} ({r['curve'][-1]['rollouts']})" for r in runs)
             lines.append(f"| {task} | {demos} | {arm} | {len(runs)} | {' | '.join(cells)} | "
-                         f"{iqm_ci([v for v in final if v is not None])} | {to80} | {to95} | {speed} | {last} |")
+                         f"{iqm} | {to80} | {to95} | {speed} | {last} |")
     lines += coverage_lines(folder)
     plot(results, folder)
     return write_summary("demos", folder, lines)
@@ -381,7 +426,7 @@ def main(args: list[str]) -> None:
             demo_file(task)   # recorded here, once, before jobs that read it run in parallel
             rollouts = opts.rollouts or BUDGET[task]
             for arm in arms:
-                model = process_file(task, list(ONE_SHOT)) if "reward=process" in ARMS[arm] else None
+                model = model_file(task, arm)
                 needed = 0 if is_bc(arm) else rollouts * HORIZON
                 jobs += [Job(f"{task} {arm} seed {seed}", run_one,
                              dict(task=task, arm=arm, seed=seed, rollouts=rollouts, model=model and model.as_posix(),
