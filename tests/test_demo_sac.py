@@ -354,8 +354,7 @@ def test_every_bench_demos_arm_composes_into_the_config_it_names(tmp_path, monke
     for arm in bench.ARMS:
         if bench.is_bc(arm):
             continue
-        model = Path("model.safetensors") if any(o.startswith("reward=") and o not in ("reward=sparse", "reward=env", "reward=ads")
-                                                 for o in bench.ARMS[arm]) else None
+        model = Path("model.safetensors") if bench.learned_reward(arm) else None
         cfg = compose(bench.arm_overrides("drawer-open-v3", arm, 0, 25, model))
         assert cfg.env.id == "drawer-open-v3" and cfg.train.steps == 25 * bench.HORIZON, arm
         assert (cfg.agent.name == "demo_sac") == arm.startswith("demo_"), arm

@@ -150,13 +150,15 @@ def perceptual_file(task: str, tasks: list[str]) -> Path:
     return path
 
 
+def learned_reward(arm: str) -> str | None:
+    """The kind of learned reward model an arm trains on: process, perceptual, or None."""
+    return next((kind for kind in ("process", "perceptual") if f"reward={kind}" in ARMS[arm]), None)
+
+
 def model_file(task: str, arm: str) -> Path | None:
     """The learned reward model an arm reads, fitted once per task (None: the arm has none)."""
-    if "reward=process" in ARMS[arm]:
-        return process_file(task, list(ONE_SHOT))
-    if "reward=perceptual" in ARMS[arm]:
-        return perceptual_file(task, list(ONE_SHOT))
-    return None
+    fit = {"process": process_file, "perceptual": perceptual_file}.get(learned_reward(arm))
+    return fit(task, list(ONE_SHOT)) if fit else None
 
 
 def arm_overrides(task: str, arm: str, seed: int, rollouts: int, model: Path | None) -> list[str]:
