@@ -117,6 +117,11 @@ def train_arm_policy(run: Path) -> None:
 # of CPU can miss the default 0.5 s of states and trip the watchdog (a correct stop, exit 3, but not what
 # those tests check). The watchdog tests keep the robot's own 0.5 s.
 PATIENT = "robot.watchdog.state_timeout=5"
+# Deploys that check where the arm ends run long enough for it to settle where the policy holds it: in
+# simulation it settles within 60 decisions (distance 0.25 of 1.55 from 40 on); 200 (10 s) leave room for a
+# sim arm node starved of CPU that runs its physics at a fraction of real time, so the end point does not
+# depend on the machine's load.
+SETTLE_STEPS = 200
 
 
 def deploy_args(checkpoint: Path, out: Path, *extra: str) -> list[str]:
@@ -190,15 +195,15 @@ def sim_distance(checkpoint: Path, steps: int) -> float:
 def test_deploy_drives_the_sim_arm_as_in_simulation(transport, roscore, arm, peer, policy, tmp_path):
     arm()
     extra = ["transport=rosbridge", f"robot.rosbridge.port={peer[0]}"] if transport == "rosbridge" else []
-    rc, summary, rows, err = deploy(roscore, policy, tmp_path / "out", "steps=80", PATIENT, *extra)
+    rc, summary, rows, err = deploy(roscore, policy, tmp_path / "out", f"steps={SETTLE_STEPS}", PATIENT, *extra)
     assert rc == 0, err
-    assert summary["status"] == "done" and summary["steps"] == 80 and summary["bad_states"] == 0
+    assert summary["status"] == "done" and summary["steps"] == SETTLE_STEPS and summary["bad_states"] == 0
     start_distance = float(np.linalg.norm(ROBOT.start - ROBOT.goal))
-    in_sim = sim_distance(policy, 80)
-    # Over ROS the policy closes most of the gap, as it does in simulation with the same goal.
+    in_sim = sim_distance(policy, SETTLE_STEPS)
+    # Over ROS the policy closes most of the gap and settles where it does in simulation with the same goal.
     assert summary["final_goal_distance"] < 0.35 * start_distance
     assert abs(summary["final_goal_distance"] - in_sim) < 0.1 + 0.2 * in_sim
-    assert [r["status"] for r in rows[:-1]] == ["sent"] * 80 and rows[-1]["status"] == "hold"
+    assert [r["status"] for r in rows[:-1]] == ["sent"] * SETTLE_STEPS and rows[-1]["status"] == "hold"
     assert_commands_within_limits(rows)
     if transport == "rosbridge":
         frames = [json.loads(line) for line in peer[1].read_text().splitlines()]
@@ -213,7 +218,7 @@ def test_deploy_drives_the_sim_arm_as_in_simulation(transport, roscore, arm, pee
 def test_velocity_commands_as_float64_arrays(roscore, arm, policy, tmp_path):
     """The other command type and message: joint velocities in a std_msgs/Float64MultiArray."""
     arm("--command-type", "velocity", "--command-message", "array")
-    rc, summary, rows, err = deploy(roscore, policy, tmp_path / "out", "steps=80", PATIENT, "robot.command.type=velocity",
+    rc, summary, rows, err = deploy(roscore, policy, tmp_path / "out", f"steps={SETTLE_STEPS}", PATIENT, "robot.command.type=velocity",
                                     "robot.command.message=array")
     assert rc == 0, err
     assert {r["kind"] for r in rows} == {"velocity"}
