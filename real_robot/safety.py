@@ -12,10 +12,15 @@ Position commands (joint targets), with dt the elapsed time so capped, in this o
      joint position limits;
   3. limit the commanded velocity (target step / dt) to the velocity limits, and its change per
      period to acceleration * dt (the rate limit);
-  4. forward kinematics of the target must stay inside the workspace box, else hold.
-Velocity commands: the same velocity and acceleration limits, then the velocity is cut so that one
-period at that velocity cannot leave the position limits (this bound wins over the acceleration
-limit), then the workspace check on the predicted pose.
+  4. brake ahead of the position limits: toward a limit, no faster than a velocity from which the arm,
+     after this step, can still stop inside the limit braking at the acceleration limit
+     (v * dt + v^2 / (2 a) <= the distance left). A target clipped at the limit instead would stop
+     the arm there in one step, far harder than the acceleration limit;
+  5. forward kinematics of the target must stay inside the workspace box, else hold.
+Velocity commands: the same velocity and acceleration limits, then the same braking bound from the
+measured pose over one period, so that one period at that velocity cannot leave the position limits
+(with an arm that lags its commands this bound can win over the acceleration limit), then the
+workspace check on the predicted pose.
 
 A hold is the last commanded target (position mode) or zero velocity (velocity mode): a stop, which
 may brake harder than the acceleration limit; everything else stays inside every limit. After a hold the
@@ -141,6 +146,22 @@ class SafetyLayer:
             reasons.append("acceleration")
         return smooth
 
+    def _brake_before_limits(self, velocity: np.ndarray, position: np.ndarray, dt: float, reasons: list[str]) -> np.ndarray:
+        """Cut the velocity toward each position limit to the fastest from which the arm, after `dt` at that
+        velocity, can still stop inside the limit at the acceleration limit: v dt + v^2 / (2 a) <= distance.
+        Braking at most a dt per step never covers more than v^2 / (2 a), so each later step finds its own
+        bound within reach of the acceleration limit, and the arm comes to rest at the limit, not through it."""
+        lim = self.limits
+        a_dt = lim.acceleration * dt
+
+        def fastest(distance: np.ndarray) -> np.ndarray:
+            return np.sqrt(a_dt ** 2 + 2.0 * lim.acceleration * np.maximum(distance, 0.0)) - a_dt
+
+        braked = np.clip(velocity, -fastest(position - lim.low), fastest(lim.high - position))
+        if np.any(braked != velocity):
+            reasons.append("position")
+        return braked
+
     def _position(self, target: np.ndarray, measured: np.ndarray) -> Command:
         lim, reasons = self.limits, []
         window = np.clip(target, measured - lim.tracking_error, measured + lim.tracking_error)
@@ -154,7 +175,8 @@ class SafetyLayer:
         if self.dt <= 1e-9:  # no time has passed since the last command: it may not move at all
             return Command(self.last_target.copy(), "position", reasons=[*reasons, "velocity"])
         velocity = self._limit_velocity((inside - self.last_target) / self.dt, reasons)
-        safe = np.clip(self.last_target + velocity * self.dt, lim.low, lim.high)
+        velocity = self._brake_before_limits(velocity, self.last_target, self.dt, reasons)
+        safe = np.clip(self.last_target + velocity * self.dt, lim.low, lim.high)   # a guard against rounding
         if self.workspace is not None and not self.workspace.contains(safe):
             return self.hold("workspace")
         # the velocity the arm was actually commanded: this step over the real time it has to make it
@@ -165,13 +187,9 @@ class SafetyLayer:
     def _velocity(self, velocity: np.ndarray, measured: np.ndarray) -> Command:
         lim, reasons = self.limits, []
         smooth = self._limit_velocity(velocity, reasons)
-        # Velocities that keep one period inside the position limits (and within the velocity limits): a
-        # velocity command lasts until the next one, a period later.
-        low = np.clip((lim.low - measured) / self.period, -lim.velocity, lim.velocity)
-        high = np.clip((lim.high - measured) / self.period, -lim.velocity, lim.velocity)
-        bounded = np.clip(smooth, low, high)
-        if np.any(bounded != smooth):
-            reasons.append("position")
+        # A velocity command lasts until the next one, a period later: braking from the measured pose over
+        # one period keeps that period, and the stop after it, inside the position limits.
+        bounded = self._brake_before_limits(smooth, measured, self.period, reasons)
         if self.workspace is not None and not self.workspace.contains(measured + bounded * self.period):
             return self.hold("workspace")
         self.last_velocity = bounded

@@ -274,6 +274,34 @@ def test_after_another_node_commanded_the_arm_the_layer_starts_from_the_measured
     assert np.all(layer.last_velocity == 0)
 
 
+@pytest.mark.parametrize("kind", ["position", "velocity"])
+@pytest.mark.parametrize("start", [2.0, 2.01, 2.02, 2.03, 2.04, 2.05, 2.06, 2.07])   # every phase of a 75 mrad step
+def test_the_arm_brakes_ahead_of_a_position_limit_and_comes_to_rest_at_it(kind, start):
+    """Joint 7 driven at full speed toward its limit (2.9 rad), the request beyond it, the arm tracking its
+    commands: the layer slows it down in time, so every pair of commands stays within acceleration * dt,
+    and the arm ends at rest at the limit. Cutting the command at the limit instead stops the arm within a
+    step or two (up to 1.93 x the acceleration limit over these starts), as a deploy with an untrained
+    policy did on the simulated arm."""
+    lim, period, joint = ROBOT.limits, ROBOT.period, N - 1
+    layer = SafetyLayer(lim, period, kind)
+    now, position = 100.0, np.zeros(N)
+    position[joint] = start
+    layer.start(position, now)
+    velocities, positions = [np.zeros(N)], [position.copy()]
+    for _ in range(80):
+        now += period
+        request = position + np.eye(N)[joint] * 1.0 if kind == "position" else np.eye(N)[joint] * 1.5
+        cmd = layer.filter(request, position, now)
+        position = cmd.values.copy() if kind == "position" else position + cmd.values * period
+        velocities.append((position - positions[-1]) / period)
+        positions.append(position.copy())
+    v, q = np.asarray(velocities)[:, joint], np.asarray(positions)[:, joint]
+    assert v.max() > 0.99 * lim.velocity[joint]   # it did get up to full speed on the way
+    assert np.all(np.abs(np.diff(v)) <= lim.acceleration[joint] * period + 1e-9), np.abs(np.diff(v)).max()
+    assert np.all(q <= lim.high[joint] + 1e-12)
+    assert lim.high[joint] - q[-1] < 1e-4 and abs(v[-1]) < 1e-2   # at rest at the limit, not short of it
+
+
 EVENT = st.one_of(
     st.tuples(st.just("cmd"), st.floats(0.0, 0.12), st.lists(st.floats(-3.0, 3.0), min_size=N, max_size=N)),
     st.tuples(st.just("hold"), st.floats(0.0, 0.12), st.none()),

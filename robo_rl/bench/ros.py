@@ -133,11 +133,12 @@ def run_one(transport: str, control: float, driver: float, steps: int, work: Pat
             stop_process(proc)
     summary = json.loads((out / "deploy.json").read_text())
     with (out / "commands.csv").open() as f:
-        # every command the loop published at a tick: the policy's, and the safety layer's holds (an
-        # untrained policy often reaches the workspace box, where the layer holds), not the start and end holds
-        sent = [r for r in csv.DictReader(f) if r["status"] in ("sent", "hold") and int(r["step"]) >= 0
-                and r["reasons"] != "end of run"]
-    peak_velocity, peak_acceleration = pair_limit_ratios(sent, robot.joints, robot.limits)
+        published = [r for r in csv.DictReader(f) if r["status"] in ("sent", "hold")]
+    # every pair of commands published, the start hold included: the first policy command accelerates from it
+    peak_velocity, peak_acceleration = pair_limit_ratios(published, robot.joints, robot.limits)
+    # the loop's rate: every command published at a tick, the policy's and the safety layer's holds (an
+    # untrained policy often reaches the workspace box, where the layer holds), not the start and end holds
+    sent = [r for r in published if int(r["step"]) >= 0 and r["reasons"] != "end of run"]
     lat = np.asarray([float(r["latency_ms"]) for r in sent if r["latency_ms"]])
     times = np.array([float(r["time"]) for r in sent])
     targets = np.array([[float(r[j]) for j in robot.joints] for r in sent])
