@@ -14,8 +14,8 @@ Position commands (joint targets), with dt the elapsed time so capped, in this o
      period to acceleration * dt (the rate limit);
   4. brake ahead of the position limits: toward a limit, no faster than a velocity from which the arm,
      after this step, can still stop inside the limit braking at the acceleration limit
-     (v * dt + v^2 / (2 a) <= the distance left). A target clipped at the limit instead would stop
-     the arm there in one step, far harder than the acceleration limit;
+     (v * dt + v^2 / (2 a) <= the distance left). A target clipped at the limit instead stops the
+     arm there within a step or two, at up to about twice the acceleration limit;
   5. forward kinematics of the target must stay inside the workspace box, else hold.
 Velocity commands: the same velocity and acceleration limits, then the same braking bound from the
 measured pose over one period, so that one period at that velocity cannot leave the position limits
