@@ -71,6 +71,8 @@ def option(config: Mapping[str, Any], key: str, kind: type, default: Any) -> Any
     try:
         if kind is int and isinstance(value, float) and not value.is_integer():
             raise ValueError
+        if kind is bool and not isinstance(value, bool):   # bool("false") is True
+            raise ValueError
         return kind(value)
     except (TypeError, ValueError):
         raise ValueError(f"agent.{key} expects {kind.__name__}, got {value!r}") from None

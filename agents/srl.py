@@ -58,15 +58,24 @@ class SequenceActor(nn.Module):
         self.gru = nn.GRUCell(action_dim, gru_hidden)
         self.head = nn.Linear(gru_hidden, 2 * action_dim)
 
+    def start(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The GRU's initial state from the observation, and the 'previous action' (zeros) it starts from."""
+        previous = torch.zeros(obs.shape[0], self.action_dim, dtype=obs.dtype, device=obs.device)
+        return torch.tanh(self.encoder(obs)[0]), previous
+
+    def step(self, previous: torch.Tensor, h: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One position of the sequence: the new GRU state, the action and its log-probability."""
+        h = self.gru(previous, h)
+        mean, log_std = self.head(h).chunk(2, dim=-1)
+        action, log_prob = squashed_gaussian(mean, log_std, deterministic)
+        return h, action, log_prob
+
     def forward(self, obs: torch.Tensor, length: int, deterministic: bool = False) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """`length` actions (each (B, A)) and their log-probabilities (each (B,)) from one observation."""
-        h = torch.tanh(self.encoder(obs)[0])
-        previous = torch.zeros(obs.shape[0], self.action_dim, dtype=obs.dtype, device=obs.device)
+        h, previous = self.start(obs)
         actions, log_probs = [], []
         for _ in range(length):
-            h = self.gru(previous, h)
-            mean, log_std = self.head(h).chunk(2, dim=-1)
-            action, log_prob = squashed_gaussian(mean, log_std, deterministic)
+            h, action, log_prob = self.step(previous, h, deterministic)
             actions.append(action)
             log_probs.append(log_prob)
             previous = action.detach()
@@ -94,6 +103,10 @@ class SRL(SAC):
         self.recall_positions = self.sequence_length if positions is None else option(self.config, "recall_positions", int, 0)
         if self.recall_positions < 1:
             raise ValueError(f"agent.recall_positions must be >= 1 (or null: all J), got {self.recall_positions}")
+        self.recall_split = option(self.config, "recall_split", bool, False)
+        if self.recall_split and self.recall_positions < self.sequence_length:
+            raise ValueError("agent.recall_split and agent.recall_positions are two ways of thinning the recall: "
+                             f"set one (recall_positions={self.recall_positions} with recall_split=true)")
         self.model = DynamicsModel(self.obs_dim, self.action_dim,
                                    [int(h) for h in self.config.get("model_net_arch") or self.hidden]).to(self.device)
         self.model_params, self.model_opt = self.flat_adam(
@@ -117,6 +130,8 @@ class SRL(SAC):
         With `recall_positions` = k < J the critic scores k positions drawn uniformly without replacement
         at each update: the same loss in expectation, at k/J of the critic's cost (the entropy term
         keeps all J actions, which cost nothing more)."""
+        if self.recall_split:
+            return self.split_recall_loss(obs, alpha)
         actions, log_probs = self.actor(obs, self.sequence_length)
         positions = self.recall_positions_now()
         states = [obs]
@@ -126,6 +141,34 @@ class SRL(SAC):
         log_prob = torch.cat(log_probs)
         q = self.q_min(torch.cat([states[j] for j in positions]), torch.cat([actions[j] for j in positions]),
                        detach_weights=True)
+        return alpha * log_prob.mean() - q.mean(), log_prob.detach()
+
+    def split_recall_loss(self, obs: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Temporal recall with each batch row scoring one position: the batch is cut into J blocks and
+        block j is scored at position j. The batch rows are drawn at random from the replay store, so
+        this is the full recall's loss in expectation (mean over j of E[alpha log pi(a_j) - min Q(s^_j, a_j)])
+        with B/J samples per position instead of B. A row needs nothing past its own position, so the
+        GRU and the model unroll on a shrinking suffix of the batch (about (J + 1) / 2 row-steps per row
+        instead of J) and the critic scores B pairs at any J, as in SAC's actor update."""
+        rows, length = obs.shape[0], self.sequence_length
+        ends = [rows * (j + 1) // length for j in range(length)]   # block j: rows ends[j-1]:ends[j]
+        h, previous = self.actor.start(obs)
+        state, done = obs, 0
+        scored_states, scored_actions, log_probs = [], [], []
+        for j, end in enumerate(ends):
+            finishing = end - done   # rows whose position is j
+            h, action, log_prob = self.actor.step(previous, h)
+            scored_states.append(state[:finishing])
+            scored_actions.append(action[:finishing])
+            log_probs.append(log_prob[:finishing])
+            done = end
+            if done == rows:
+                break
+            h, previous = h[finishing:], action[finishing:].detach()
+            with torch.no_grad():   # predicted states are inputs, as in the full recall
+                state = self.model(state[finishing:], previous)
+        log_prob = torch.cat(log_probs)
+        q = self.q_min(torch.cat(scored_states), torch.cat(scored_actions), detach_weights=True)
         return alpha * log_prob.mean() - q.mean(), log_prob.detach()
 
     def recall_positions_now(self) -> list[int]:

@@ -124,6 +124,53 @@ def test_recall_on_a_subsample_of_positions_is_the_full_recall_in_expectation_at
         make_agent(env, recall_positions=0)
 
 
+def test_split_recall_scores_each_row_at_one_position_with_the_full_recalls_states_at_the_cost_of_b_pairs(monkeypatch):
+    """recall_split: row r of block j (the batch cut into J blocks) is scored at position j, at the state and
+    with the action the full recall gives that row there; the critic sees B pairs whatever J is."""
+    import robo_rl.agents.srl as srl
+    from robo_rl.agents.sac import squashed_gaussian
+
+    # Without sampling noise both recalls draw the same sequence for a row, so they can be compared exactly.
+    monkeypatch.setattr(srl, "squashed_gaussian", lambda mean, log_std, deterministic=False: squashed_gaussian(mean, log_std, True))
+    env = make_env(env_config("mujoco", "Hopper-v5"), seed=0)
+    obs = real_transitions(env, 256).sample(30)["obs"].float()   # 30 rows, J = 4: blocks of 7, 8, 7, 8
+    alpha = torch.tensor(0.1)
+    agent = make_agent(env, recall_split=True)
+    seen = []
+    q_min = agent.q_min
+    monkeypatch.setattr(agent, "q_min", lambda o, a, **kw: seen.append(len(o)) or q_min(o, a, **kw))
+    loss, log_prob = agent.policy_loss(obs, alpha)
+    with torch.no_grad():   # the reference: the full recall's sequence and states for every row
+        actions, log_probs = agent.actor(obs, 4, deterministic=True)
+        states = [obs]
+        for action in actions[:3]:
+            states.append(agent.model(states[-1], action))
+        ends = [0, 7, 15, 22, 30]
+        block = [slice(ends[j], ends[j + 1]) for j in range(4)]
+        scored_log_prob = torch.cat([log_probs[j][block[j]] for j in range(4)])
+        q = q_min(torch.cat([states[j][block[j]] for j in range(4)]), torch.cat([actions[j][block[j]] for j in range(4)]))
+    assert seen == [30]
+    assert torch.allclose(log_prob, scored_log_prob, atol=1e-6)
+    assert torch.isclose(loss, alpha * scored_log_prob.mean() - q.mean(), atol=1e-6)
+    # Every position is scored (a model that moves changes the later blocks' states), and only the actor learns.
+    assert not torch.allclose(states[3][block[3]], obs[block[3]])
+    agent.critic_params.zero_grad()
+    agent.actor_params.zero_grad()
+    loss.backward()
+    assert float(agent.critic_params.grad.abs().sum()) == 0.0
+    assert sum(float(p.grad.abs().sum()) for p in agent.actor.gru.parameters()) > 0
+    # At J = 16 the critic still scores B pairs (the full recall: 16 B).
+    seen.clear()
+    long = make_agent(env, sequence_length=16, recall_split=True)
+    monkeypatch.setattr(long, "q_min", lambda o, a, **kw: seen.append(len(o)) or q_min(o, a, **kw))
+    long.policy_loss(obs, alpha)
+    assert seen == [30]
+    with pytest.raises(ValueError, match="recall_split and agent.recall_positions"):
+        make_agent(env, recall_split=True, recall_positions=2)
+    with pytest.raises(ValueError, match="agent.recall_split expects bool, got 'false'"):
+        make_agent(env, recall_split="false")
+
+
 def test_save_load_round_trip(tmp_path):
     env = make_env(env_config("mujoco", "Hopper-v5"), seed=0)
     agent = make_agent(env)

@@ -282,11 +282,14 @@ def cases(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
     table["train/sbx_sac/HalfCheetah-v5/sbx_learn"] = lambda: sac_sbx(warmup, train_steps)
     table["train/sac/HalfCheetah-v5/robo_rl_loop"] = lambda: train_robo_rl("sac", [], warmup, train_steps)
     table["train/srl/HalfCheetah-v5/robo_rl_loop"] = lambda: train_robo_rl("srl", [], warmup, train_steps)
-    # SRL's temporal recall on k of its J positions per update (agent.recall_positions): J = 4 and 16
+    # SRL's temporal recall on k of its J positions per update (agent.recall_positions): J = 4 and 16 ...
     for name, overrides in (("srl_recall1", ["agent.recall_positions=1"]),
                             ("srl_j16", ["agent.sequence_length=16"]),
                             ("srl_j16_recall4", ["agent.sequence_length=16", "agent.recall_positions=4"]),
-                            ("srl_j16_recall1", ["agent.sequence_length=16", "agent.recall_positions=1"])):
+                            ("srl_j16_recall1", ["agent.sequence_length=16", "agent.recall_positions=1"]),
+                            # ... or each batch row scoring one position (agent.recall_split)
+                            ("srl_split", ["agent.recall_split=true"]),
+                            ("srl_j16_split", ["agent.sequence_length=16", "agent.recall_split=true"])):
         table[f"train/{name}/HalfCheetah-v5/robo_rl_loop"] = lambda o=overrides: train_robo_rl("srl", o, warmup, train_steps)
     # CrossQ at the critic widths of `bench learn`, and sb3-contrib's at 512 (agent=sb3_crossq); width 1024
     # costs ~11x SAC's FLOP per update, so it is timed over a quarter of the steps
