@@ -131,6 +131,7 @@ def test_bench_fas_arms_and_bad_options_are_checked_before_any_run(tmp_path):
 
     assert arm_spec("srl_j8") == ("srl", ["agent.sequence_length=8"], 1)
     assert arm_spec("srl_split_j16") == ("srl_split", ["agent.sequence_length=16"], 1)
+    assert arm_spec("srl_recall4_j16") == ("srl_recall4", ["agent.sequence_length=16"], 1)
     assert arm_spec("sb3_sac_repeat4") == ("sb3_sac", ["env.action_repeat=4"], 4)
     assert arm_spec("sb3_sac") == ("sb3_sac", [], 1)
     bad = run_cli_batch([["bench", "fas", "--agents", "srl,sacc"], ["bench", "fas", "--agents", "sb3_sac_j8"],

@@ -8,8 +8,8 @@ recorded in each result file, and a file made under other settings is run again 
 finished run writes benchmarks/results/fas/<task>__<arm>__s<seed>.json; finished runs are skipped. The
 report compares arms only within one (task, budget, warm-up), each group with its own SAC reference.
 
-Arms: an agent name (`sb3_sac`, `srl`, `symphony_cpu`, ...); `srl_j<J>` (or `srl_split_j<J>`), SRL trained
-with J actions per decision; `<agent>_repeat<k>`, the agent trained with `env.action_repeat=k` (frame skip), which
+Arms: an agent name (`sb3_sac`, `srl`, `symphony_cpu`, ...); `srl_j<J>` (or `srl_split_j<J>`, `srl_recall4_j<J>`),
+SRL trained with J actions per decision; `<agent>_repeat<k>`, the agent trained with `env.action_repeat=k` (frame skip), which
 decides every k primitive steps and is evaluated at multiples of its own interval. Agents that emit
 action sequences play tau actions from one observation; the others repeat their action.
 
@@ -53,7 +53,7 @@ def arm_spec(arm: str) -> tuple[str, list[str], int]:
     agent, overrides, repeat = match["agent"], [], 1
     if match["j"]:
         if not agent.startswith("srl"):
-            raise ConfigError(f"--agents: '{arm}': _j<J> sets the sequence length of SRL (srl, srl_split) only")
+            raise ConfigError(f"--agents: '{arm}': _j<J> sets the sequence length of SRL (srl, srl_split, srl_recall4) only")
         overrides.append(f"agent.sequence_length={int(match['j'])}")
     if match["k"]:
         repeat = int(match["k"])
