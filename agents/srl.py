@@ -138,9 +138,14 @@ class SRL(SAC):
         with torch.no_grad():
             for action in actions[: positions[-1]]:
                 states.append(self.model(states[-1], action))
+        return self.recall_loss([states[j] for j in positions], [actions[j] for j in positions], log_probs, alpha)
+
+    def recall_loss(self, states: list[torch.Tensor], actions: list[torch.Tensor], log_probs: list[torch.Tensor],
+                    alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """E[alpha log pi - min Q] over the scored (state, action) pairs, in one batched critic call with the
+        critic's weights detached; and the log-probabilities for the entropy temperature."""
         log_prob = torch.cat(log_probs)
-        q = self.q_min(torch.cat([states[j] for j in positions]), torch.cat([actions[j] for j in positions]),
-                       detach_weights=True)
+        q = self.q_min(torch.cat(states), torch.cat(actions), detach_weights=True)
         return alpha * log_prob.mean() - q.mean(), log_prob.detach()
 
     def split_recall_loss(self, obs: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,9 +172,7 @@ class SRL(SAC):
             h, previous = h[finishing:], action[finishing:].detach()
             with torch.no_grad():   # predicted states are inputs, as in the full recall
                 state = self.model(state[finishing:], previous)
-        log_prob = torch.cat(log_probs)
-        q = self.q_min(torch.cat(scored_states), torch.cat(scored_actions), detach_weights=True)
-        return alpha * log_prob.mean() - q.mean(), log_prob.detach()
+        return self.recall_loss(scored_states, scored_actions, log_probs, alpha)
 
     def recall_positions_now(self) -> list[int]:
         """The sequence positions the critic scores in this update, in order (all J by default)."""

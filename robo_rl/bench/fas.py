@@ -43,7 +43,7 @@ ARM = re.compile(r"^(?P<agent>[a-z0-9_]+?)(?:_j(?P<j>\d+)|_repeat(?P<k>\d+))?$")
 
 def arm_spec(arm: str) -> tuple[str, list[str], int]:
     """(agent config name, its overrides, action repeat) of a benchmark arm."""
-    from robo_rl.config import ConfigError, group_options
+    from robo_rl.config import ConfigError, compose, group_options
 
     match = ARM.match(arm)
     agents = group_options("agent")
@@ -52,8 +52,9 @@ def arm_spec(arm: str) -> tuple[str, list[str], int]:
                           "optionally with _j<J> for SRL or _repeat<k>)")
     agent, overrides, repeat = match["agent"], [], 1
     if match["j"]:
-        if not agent.startswith("srl"):
-            raise ConfigError(f"--agents: '{arm}': _j<J> sets the sequence length of SRL (srl, srl_split, srl_recall4) only")
+        # _j<J> is for an agent that plays action sequences: one whose config has a sequence length
+        if "sequence_length" not in compose([f"agent={agent}"]).agent:
+            raise ConfigError(f"--agents: '{arm}': _j<J> sets agent.sequence_length, which {agent} does not have")
         overrides.append(f"agent.sequence_length={int(match['j'])}")
     if match["k"]:
         repeat = int(match["k"])
