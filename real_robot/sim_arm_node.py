@@ -3,7 +3,8 @@
 position or velocity controller. Same model and action meaning as ArmReach-v0. Like a real driver,
 its controller runs in real time at the physics step (2 ms), whatever rate states go out at: a
 one-point JointTrajectory is followed in a straight line reaching its point time_from_start later,
-a Float64MultiArray position is the setpoint at once, a velocity moves the setpoint at that speed.
+a Float64MultiArray position is the setpoint at once, a velocity moves the setpoint at that speed for
+at most VELOCITY_TIMEOUT_PERIODS control periods, then the arm stops until the next command.
 
   python -m robo_rl.real_robot.sim_arm_node [--robot sim_arm] [--rate HZ] [--command-type ...]
       [--fault nan|range|malformed|silence|freeze [--fault-after SECONDS]] [--no-stamps]
@@ -36,6 +37,10 @@ def _robot(name: str, overrides: list[str]):
 
 
 VELOCITY_LEAD = 0.1   # rad: how far a velocity-mode setpoint may run ahead of the arm
+# A velocity command lasts this many control periods at most, then the arm stops, as velocity drivers with a
+# command timeout do: deploy means each command for one period, and a deploy process stalled (or gone) past
+# that cannot stop the arm itself. Two periods leave room for ordinary jitter between commands.
+VELOCITY_TIMEOUT_PERIODS = 2
 
 
 class Setpoint:
@@ -100,11 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     sim.reset(robot.start)
     setpoint = Setpoint(robot.start)
     velocity = np.zeros(robot.n_joints)
+    velocity_until = 0.0   # sim time after which the last velocity command no longer holds
     state_cls = messages.ros_class(messages.JOINT_STATE)
     command_type = robot.command_ros_type
 
     def on_command(msg) -> None:
-        nonlocal velocity
+        nonlocal velocity, velocity_until
         data = messages.from_ros(msg)
         try:
             values = np.asarray(messages.command_values(data, command_type, robot.joints, robot.command_type))
@@ -115,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             duration = _time_from_start(data) if command_type == messages.JOINT_TRAJECTORY else 0.0
             setpoint.command(values, sim.time, duration)
         else:
-            velocity = values
+            velocity, velocity_until = values, sim.time + VELOCITY_TIMEOUT_PERIODS * robot.period
 
     pub = rospy.Publisher(robot.state_topic, state_cls, queue_size=1, tcp_nodelay=True)
     rospy.Subscriber(robot.command_topic, messages.ros_class(command_type), on_command, queue_size=1, tcp_nodelay=True)
@@ -133,8 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     physics_steps, next_step = 0, start
     while not rospy.is_shutdown() and time.monotonic() - start < opts.duration:
         if robot.command_type == "velocity":
-            # Integrate the commanded velocity into the setpoint, kept near the arm (no wind-up).
-            held = np.clip(held + velocity * step, sim.positions - VELOCITY_LEAD, sim.positions + VELOCITY_LEAD)
+            # Integrate the commanded velocity into the setpoint, kept near the arm (no wind-up); a command
+            # past its timeout moves it no more.
+            moving = velocity if sim.time < velocity_until else 0.0
+            held = np.clip(held + moving * step, sim.positions - VELOCITY_LEAD, sim.positions + VELOCITY_LEAD)
             sim.set_position_target(held)
         else:
             sim.set_position_target(setpoint.at(sim.time))

@@ -228,6 +228,38 @@ def test_velocity_commands_as_float64_arrays(roscore, arm, policy, tmp_path):
     assert np.all(velocities[-1] == 0.0)   # the closing hold is a stop
 
 
+def one_velocity_command_then_watch(env: dict, velocity: list[float], states: int) -> np.ndarray:
+    """A ROS node of its own publishes one velocity command (Float64MultiArray) to the arm, waits until the
+    arm moves, then records the positions of the next `states` JointState messages (one per control
+    period of the arm's own simulated time, so a busy machine changes nothing)."""
+    script = ("import sys, time, json; sys.path.append('/usr/lib/python3/dist-packages'); import rospy;"
+              "from std_msgs.msg import Float64MultiArray; from sensor_msgs.msg import JointState;"
+              "rospy.init_node('one_command', disable_signals=True);"
+              f"p = rospy.Publisher('{ROBOT.command_topic}', Float64MultiArray, queue_size=1);"
+              f"start = rospy.wait_for_message('{ROBOT.state_topic}', JointState, timeout=60).position;"
+              "deadline = time.time() + 20\nwhile p.get_num_connections() == 0 and time.time() < deadline: time.sleep(0.01)\n"
+              f"time.sleep(0.2); p.publish(Float64MultiArray(data={list(velocity)!r}))\n"
+              "q = start\n"
+              f"while max(abs(a - b) for a, b in zip(q, start)) < 0.01: q = rospy.wait_for_message('{ROBOT.state_topic}', JointState, timeout=60).position\n"
+              f"rows = [list(start)] + [list(rospy.wait_for_message('{ROBOT.state_topic}', JointState, timeout=60).position) for _ in range({states})]\n"
+              "print(json.dumps(rows), flush=True)")
+    result = subprocess.run([sys.executable, "-c", script], env=env, timeout=180, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return np.array(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_a_velocity_command_times_out_on_the_arm(roscore, arm):
+    """The sim arm, like a velocity driver with a command timeout, moves at a commanded velocity for at most
+    two control periods: when commands stop (the deploy process stalled or gone) the arm stops, instead of
+    running on at the last velocity."""
+    arm("--command-type", "velocity", "--command-message", "array")
+    rows = one_velocity_command_then_watch(roscore, [1.0] + [0.0] * (ROBOT.n_joints - 1), states=40)
+    moved = rows[1:, 0] - rows[0, 0]
+    # Run on for 2 s of arm time at 1 rad/s it would have moved ~2 rad; two periods and the lead allow ~0.2.
+    assert 0.01 <= moved.max() < 0.3, moved
+    assert np.ptp(rows[-20:], axis=0).max() < 1e-3, rows[-20:]   # standing still for the last second
+
+
 def test_dry_run_publishes_nothing(roscore, arm, policy, tmp_path):
     arm()
     rc, summary, rows, err = deploy(roscore, policy, tmp_path / "out", "steps=30", "dry_run=true", PATIENT)
