@@ -71,6 +71,9 @@ def test_a_benchmark_page_gets_its_tables_plots_hardware_and_command_between_its
     # the table's plot linked as the site serves it; the unlinked plot added; the prose's plot not twice
     assert "](results/t/curve.png)" in block and "](benchmarks/results" not in block
     assert "![extra](results/t/extra.png)" in block and "prose.png" not in block
+    # regenerating gives the same page: plots linked in the old block are linked again
+    assert update_page("t", "| new |\n\n![c](benchmarks/results/t/curve.png)", folder, page)
+    assert page.read_text() == text
     assert not update_page("missing", "x", folder, page)
 
 

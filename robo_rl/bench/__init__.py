@@ -58,19 +58,32 @@ def results_dir() -> Path:
     return path
 
 
+def split_at_markers(content: str, section: str) -> tuple[str, str, str] | None:
+    """(text before `<!-- section:start -->`, the text between it and `<!-- section:end -->`, the text after);
+    None when the markers are missing."""
+    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
+    if start not in content or end not in content:
+        return None
+    head, rest = content.split(start, 1)
+    block, tail = rest.split(end, 1)
+    return head, block, tail
+
+
 def replace_between_markers(path: str | Path, section: str, text: str) -> bool:
     """Replace the text between `<!-- section:start -->` and `<!-- section:end -->` in a Markdown file."""
     path = Path(path)
-    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
-    if not path.is_file():
+    parts = split_at_markers(path.read_text(), section) if path.is_file() else None
+    if parts is None:
         return False
-    content = path.read_text()
-    if start not in content or end not in content:
-        return False
-    head, rest = content.split(start, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{start}\n{text.strip()}\n{end}{tail}")
+    head, _, tail = parts
+    path.write_text(f"{head}<!-- {section}:start -->\n{text.strip()}\n<!-- {section}:end -->{tail}")
     return True
+
+
+def outside_markers(content: str, section: str) -> str:
+    """The page without its generated block (all of it when it has no markers)."""
+    parts = split_at_markers(content, section)
+    return content if parts is None else parts[0] + parts[2]
 
 
 def page_path(section: str) -> Path:
@@ -112,7 +125,7 @@ def update_page(section: str, text: str, folder: Path | None = None, page: str |
     if not path.is_file():
         return False
     text = text.replace("](benchmarks/results/", "](results/")
-    prose = path.read_text()
+    prose = outside_markers(path.read_text(), section)   # the old block's plots do not count as linked
     plots = [p for p in sorted(folder.glob("*.png")) if f"results/{section}/{p.name}" not in text + prose]
     block = [f"Regenerate: `robo-rl bench {section}` runs what is missing and rebuilds this block; "
              f"`robo-rl bench {section} --report` rebuilds it from the result files in `benchmarks/results/{section}/` alone.",
