@@ -510,7 +510,9 @@ def test_a_press_shorter_than_a_period_is_held_at_once(roscore, arm, policy, tmp
 def test_a_frozen_driver_is_caught_by_its_header_stamp(roscore, arm, policy, tmp_path):
     """A hung driver that keeps republishing its last message (same stamp) is no fresh state: hold, exit 3."""
     summary, rows = deploy_through_a_fault(roscore, arm, policy, tmp_path / "out", "freeze")
-    assert "header stamp stopped advancing" in summary["message"] and summary["stale_states"] >= 5
+    # Judged stale by its stamp (not silence); how many frozen messages a tick saw depends on the machine's load:
+    # a deploy process starved of CPU may tick only once or twice within the timeout.
+    assert "header stamp stopped advancing" in summary["message"] and summary["stale_states"] >= 1
     assert rows[-1]["status"] == "hold" and rows[-1]["reasons"].startswith("watchdog")
     # No more than the timeout's worth of commands went out on the frozen state.
     frozen_at = float(rows[-1]["time"]) - ROBOT.state_timeout
