@@ -11,7 +11,8 @@ that start Ray jobs of their own).
 
 The launcher settings (`check_launcher`): `workers`, the CPUs of a local Ray (default: the machine's
 cores); `address`, a running cluster's head (<host>:6379) to join instead; `gpus_per_job`, Ray's
-fractional GPUs; `retries`. The same `launcher.address` key reaches the Hydra Ray launcher for
+fractional GPUs; `retries`; `no_ray`, the inline runner for every job (a debugger, a machine where Ray
+cannot start). The same `launcher.address` key reaches the Hydra Ray launcher for
 `robo-rl train -m`. On a cluster, jobs write their results where the driver reads them: run from a
 folder every node shares.
 """
@@ -120,6 +121,11 @@ def check_launcher(launcher: Mapping[str, Any] | None) -> dict[str, Any]:
     if gpus < 0 or (gpus > 1 and not gpus.is_integer()):
         raise _bad(f"--gpus-per-job: expects a fraction of a GPU in (0, 1] or a whole number, got '{launcher['gpus_per_job']}'")
     launcher["gpus_per_job"] = gpus
+    if launcher.get("no_ray"):
+        given = [option for option, key in (("--workers", "workers"), ("--address", "address"), ("--gpus-per-job", "gpus_per_job"))
+                 if launcher.get(key)]
+        if given:
+            raise _bad(f"--no-ray runs the jobs one at a time in this process: {', '.join(given)} does not apply")
     address = launcher.get("address")
     if address:
         host, _, port = str(address).rpartition(":")
@@ -132,7 +138,7 @@ def check_launcher(launcher: Mapping[str, Any] | None) -> dict[str, Any]:
     return launcher
 
 
-STARTS = 3   # tries at starting a local Ray (see ray_init)
+STARTS = 5   # tries at starting a local Ray (see ray_init)
 
 
 def ray_init(launcher: Mapping[str, Any] | None = None) -> None:
@@ -183,7 +189,7 @@ def run_jobs(jobs: Sequence[Job], launcher: Mapping[str, Any] | None = None, ret
         return results
     retries = int(launcher.get("retries", 2) if retries is None else retries)
     progress = Progress(label, len(jobs), len(results))
-    finish = _run_inline if inline else _run_on_ray
+    finish = _run_inline if inline or launcher.get("no_ray") else _run_on_ray
     failed = finish(missing, launcher, retries, results, progress, on_result)
     if failed:
         raise JobsFailed(failed)

@@ -49,6 +49,16 @@ def _forkserver():
     return _SERVER or None
 
 
+def pytest_runtest_setup(item):
+    """Under `--dist loadgroup`, pytest-xdist keeps each `xdist_group` on one worker by suffixing the
+    tests' ids with the group (one roscore, one trained arm policy, one local Ray per run). A pytest that
+    drops the suffix (9.2 does: pytest-dev/pytest-xdist#1386) runs a group on every worker at once, slower
+    and with competing Ray starts: its tests fail, saying so, rather than lose the grouping silently."""
+    if getattr(item.config.option, "loadgroup", False) and item.get_closest_marker("xdist_group") and "@" not in item.nodeid:
+        pytest.fail(f"--dist loadgroup: pytest {pytest.__version__} dropped this test's xdist_group; install the "
+                    "pinned pytest (requirements.lock)", pytrace=False)
+
+
 def pytest_sessionfinish(session, exitstatus):
     if _SERVER:
         _SERVER.close()

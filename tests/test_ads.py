@@ -160,7 +160,8 @@ def test_action_repeat_subsamples_the_demos_and_shortens_the_horizon(reach_demos
 
 def test_bench_ads_quick_writes_results_and_a_gamma_curve(cli, tmp_path):
     args = ["bench", "ads", "--tasks", "reach-v3", "--demos", "3", "--seeds", "0", "--steps", "1200", "--horizon", "50"]
-    result = cli(*args, "--override", "agent.learning_starts=300", "--override", "train.eval_episodes=1", timeout=600)
+    result = cli(*args, "--override", "agent.learning_starts=300", "--override", "train.eval_episodes=1",
+                 "--no-ray", timeout=600)   # the job runner's Ray path: tests/test_jobs.py
     assert result.returncode == 0, result.stderr[-2000:]
     folder = tmp_path / "benchmarks" / "results" / "ads"
     for arm in ("ads", "fixed"):

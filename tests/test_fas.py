@@ -98,7 +98,7 @@ def test_fas_cli_on_a_saved_agent(cli, tmp_path):
 def test_bench_fas_quick_gives_every_arm_the_same_warmup_and_replaces_stale_results(cli, tmp_path):
     args = ["bench", "fas", "--tasks", "InvertedPendulum-v5", "--agents", "srl,sb3_sac,sb3_sac_repeat2", "--seeds", "0",
             "--steps", "600", "--warmup", "300", "--intervals", "1,2,4", "--episodes", "1",
-            "--override", "train.progress=false"]
+            "--override", "train.progress=false", "--no-ray"]   # the job runner's Ray path: tests/test_jobs.py
     result = cli(*args, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     folder = tmp_path / "benchmarks" / "results" / "fas"

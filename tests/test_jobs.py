@@ -28,20 +28,20 @@ def without_timings(result: dict) -> dict:
 
 @pytest.mark.xdist_group("ray")
 def test_a_grid_on_two_workers_writes_the_same_results_as_on_one(tmp_path):
-    """The same two trainings on a local Ray of 1 and of 2 workers: the same result files (but for the
-    timings), one progress line per job with done/total, and a rerun skips both."""
+    """The same two trainings on a local Ray of 1 and of 2 workers, and with --no-ray: the same result
+    files (but for the timings), one progress line per job with done/total, and a rerun skips both."""
     files = {}
-    for workers in ("1", "2"):
+    for workers in ("1", "2", "no-ray"):
         folder = tmp_path / f"w{workers}"
         folder.mkdir()
-        result = robo_rl(*GRID, "--workers", workers, cwd=folder)
+        result = robo_rl(*GRID, *(["--no-ray"] if workers == "no-ray" else ["--workers", workers]), cwd=folder)
         assert result.returncode == 0, result.stderr[-2000:]
         assert "bench learn: [1/2]" in result.stdout and "bench learn: [2/2]" in result.stdout and "ETA" in result.stdout
         results = folder / "benchmarks" / "results" / "learn"
         files[workers] = {p.name: without_timings(json.loads(p.read_text())) for p in sorted(results.glob("Hopper-v5__*.json"))}
         assert (results / "summary.md").is_file()
     assert list(files["1"]) == ["Hopper-v5__sac__s0__0k.json", "Hopper-v5__sac__s1__0k.json"]
-    assert files["1"] == files["2"]
+    assert files["1"] == files["2"] == files["no-ray"]   # the same jobs in this process, without Ray
     assert files["1"]["Hopper-v5__sac__s0__0k.json"]["curve"] != files["1"]["Hopper-v5__sac__s1__0k.json"]["curve"]
     # each result names the machine it ran on (a worker's, on a cluster): the benchmark page's hardware line
     assert files["1"]["Hopper-v5__sac__s0__0k.json"]["machine"].startswith(f"{os.cpu_count()} vCPUs, ")
@@ -77,7 +77,7 @@ def test_a_job_that_raises_is_retried_then_named(tmp_path, inline, local_ray):
 
 def test_a_failing_benchmark_job_is_one_line_and_exit_1(tmp_path):
     result = robo_rl("bench", "learn", "--tasks", "Hopper-v5", "--agents", "sac", "--seeds", "0", "--steps", "100",
-                     "--override", "agent.batch_size=0", "--workers", "1", "--retries", "1", cwd=tmp_path)
+                     "--override", "agent.batch_size=0", "--no-ray", "--retries", "1", cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("robo-rl: 1 job(s) failed: Hopper-v5 sac seed 0:") and "batch_size" in line
@@ -111,6 +111,7 @@ def free_port() -> int:
     (["--gpus-per-job", "1.5"], "--gpus-per-job: expects a fraction of a GPU in (0, 1] or a whole number, got '1.5'"),
     (["--gpus-per-job", "half"], "--gpus-per-job: expects a fraction of a GPU (e.g. 0.25) or a whole number, got 'half'"),
     (["--address", "nowhere"], "--address: expects <host>:<port> of a Ray head"),
+    (["--no-ray", "--workers", "2"], "--no-ray runs the jobs one at a time in this process: --workers does not apply"),
     (["--address", "127.0.0.1:{port}"], "--address: no Ray head answers at 127.0.0.1:{port}"),
 ])
 def test_bad_runner_options_are_refused_before_any_job_starts(tmp_path, options, words):

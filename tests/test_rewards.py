@@ -453,7 +453,7 @@ def test_perceptual_reward_fits_on_a_folder_of_videos(tmp_path, demo_file, rewar
 def test_bench_rewards_quick_writes_results_and_skips_done(cli, tmp_path):
     args = ["bench", "rewards", "--tasks", "reach-v3", "--demos", "3", "--train-demos", "2", "--feature-steps", "5",
             "--model-steps", "20", "--rewards", "sparse,process", "--seeds", "0", "--steps", "300",
-            "--override", "train.eval_episodes=2"]
+            "--override", "train.eval_episodes=2", "--no-ray"]   # the job runner's Ray path: tests/test_jobs.py
     first = cli(*args, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     folder = tmp_path / "benchmarks" / "results" / "rewards"

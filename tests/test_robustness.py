@@ -8,6 +8,10 @@ from robo_rl.rewards.robustness import (Trajectory, as_demo, exploitability, fai
                                         pairwise_end_accuracy, rank_correlation, score_signal, time_order)
 
 
+# The tests that read the drawer sets run on one pytest-xdist worker: each worker would play them again.
+ON_THE_DRAWER_SETS_WORKER = pytest.mark.xdist_group("drawer_sets")
+
+
 @pytest.fixture(scope="module")
 def drawer_sets():
     from robo_rl.envs.experts import expert_policy
@@ -18,12 +22,14 @@ def drawer_sets():
                      agents={"agent late": snapshots})
 
 
+@ON_THE_DRAWER_SETS_WORKER
 def test_an_agent_set_holds_one_rollout_per_snapshot_in_order(drawer_sets):
     still, learned = drawer_sets["agent late"]
     assert not still.succeeded and still.progress.max() < 0.1
     assert learned.succeeded and still.kind == learned.kind == "agent late"
 
 
+@ON_THE_DRAWER_SETS_WORKER
 def test_noisy_experts_fail_part_of_the_time_and_random_rollouts_never_succeed(drawer_sets):
     noisy = drawer_sets["noisy 2.0"] + drawer_sets["noisy 1.0"]
     assert any(not t.succeeded for t in noisy)
@@ -34,6 +40,7 @@ def test_noisy_experts_fail_part_of_the_time_and_random_rollouts_never_succeed(d
             assert t.progress[np.argmax(t.success)] > 0.6
 
 
+@ON_THE_DRAWER_SETS_WORKER
 def test_a_regression_trajectory_goes_down_and_up_again(drawer_sets):
     for t in drawer_sets["regression"]:
         drops = np.flatnonzero(np.diff(t.progress) < -0.2)
@@ -61,6 +68,7 @@ def test_failed_rollouts_keep_only_the_attempts_that_never_succeed(tmp_path):
     assert not any(d.success.any() for d in loaded) and np.array_equal(loaded[1].frames["corner2"], kept[1].frames["corner2"])
 
 
+@ON_THE_DRAWER_SETS_WORKER
 def test_an_occluded_view_is_constant_and_the_other_view_is_unchanged(drawer_sets):
     original = drawer_sets["regression"][0]
     covered = occluded(original, "corner2")

@@ -150,11 +150,14 @@ def runner_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     group.add_argument("--gpus-per-job", default=0, help="Ray's fractional GPUs per job (e.g. 0.25: four runs share a GPU, "
                        "with --override agent.device=cuda)")
     group.add_argument("--retries", type=int, default=2, help="tries again a job whose process dies or raises")
+    group.add_argument("--no-ray", action="store_true", help="run the jobs one after another in this process, without "
+                       "Ray (for a debugger, or a machine where Ray cannot start)")
     return parser
 
 
 def launcher_of(opts: argparse.Namespace) -> dict[str, Any]:
-    return {"workers": opts.workers, "address": opts.address, "gpus_per_job": opts.gpus_per_job, "retries": opts.retries}
+    return {"workers": opts.workers, "address": opts.address, "gpus_per_job": opts.gpus_per_job, "retries": opts.retries,
+            "no_ray": opts.no_ray}
 
 
 def parse_args(parser: argparse.ArgumentParser, args: list[str]) -> argparse.Namespace:
