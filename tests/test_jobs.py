@@ -27,25 +27,27 @@ def without_timings(result: dict) -> dict:
 
 
 @pytest.mark.xdist_group("ray")
-def test_a_grid_on_two_workers_writes_the_same_results_as_on_one(tmp_path):
-    """The same two trainings on a local Ray of 1 and of 2 workers, and with --no-ray: the same result
-    files (but for the timings), one progress line per job with done/total, and a rerun skips both."""
+def test_a_grid_on_two_ray_workers_writes_the_same_results_as_one_job_at_a_time(tmp_path):
+    """The same two trainings side by side on a local Ray of 2 workers, and one after the other in this
+    process (--no-ray): the same result files (but for the timings), one progress line per job with
+    done/total, and a rerun skips both."""
     files = {}
-    for workers in ("1", "2", "no-ray"):
-        folder = tmp_path / f"w{workers}"
+    for runner in (["--workers", "2"], ["--no-ray"]):
+        folder = tmp_path / runner[0].strip("-")
         folder.mkdir()
-        result = robo_rl(*GRID, *(["--no-ray"] if workers == "no-ray" else ["--workers", workers]), cwd=folder)
+        result = robo_rl(*GRID, *runner, cwd=folder)
         assert result.returncode == 0, result.stderr[-2000:]
         assert "bench learn: [1/2]" in result.stdout and "bench learn: [2/2]" in result.stdout and "ETA" in result.stdout
         results = folder / "benchmarks" / "results" / "learn"
-        files[workers] = {p.name: without_timings(json.loads(p.read_text())) for p in sorted(results.glob("Hopper-v5__*.json"))}
+        files[runner[0]] = {p.name: without_timings(json.loads(p.read_text())) for p in sorted(results.glob("Hopper-v5__*.json"))}
         assert (results / "summary.md").is_file()
-    assert list(files["1"]) == ["Hopper-v5__sac__s0__0k.json", "Hopper-v5__sac__s1__0k.json"]
-    assert files["1"] == files["2"] == files["no-ray"]   # the same jobs in this process, without Ray
-    assert files["1"]["Hopper-v5__sac__s0__0k.json"]["curve"] != files["1"]["Hopper-v5__sac__s1__0k.json"]["curve"]
+    on_ray = files["--workers"]
+    assert list(on_ray) == ["Hopper-v5__sac__s0__0k.json", "Hopper-v5__sac__s1__0k.json"]
+    assert on_ray == files["--no-ray"]
+    assert on_ray["Hopper-v5__sac__s0__0k.json"]["curve"] != on_ray["Hopper-v5__sac__s1__0k.json"]["curve"]
     # each result names the machine it ran on (a worker's, on a cluster): the benchmark page's hardware line
-    assert files["1"]["Hopper-v5__sac__s0__0k.json"]["machine"].startswith(f"{os.cpu_count()} vCPUs, ")
-    rerun = robo_rl(*GRID, "--workers", "2", cwd=tmp_path / "w2")
+    assert on_ray["Hopper-v5__sac__s0__0k.json"]["machine"].startswith(f"{os.cpu_count()} vCPUs, ")
+    rerun = robo_rl(*GRID, "--workers", "2", cwd=tmp_path / "workers")
     assert rerun.returncode == 0 and "all 2 job(s) done already, skipped" in rerun.stdout
 
 
