@@ -128,3 +128,26 @@ def test_a_misspelt_command_fails_with_its_file_and_line(tmp_path, bad, words):
     page.write_text(f"# A page\n\nSome text, then\n\n```bash\nrobo-rl train agent=sac  # fine\n{bad}   # the bad one\n```\n")
     failures = command_failures([page])
     assert len(failures) == 1 and failures[0].startswith(f"{page}:7: {bad}") and words in failures[0], failures
+
+
+def headline_rows(text: str) -> list[str]:
+    """The rows of the headline table (the one whose header is `| what | result | page |`), links made
+    relative to docs/ (the README links `docs/x.md`, the site's home page `x.md`)."""
+    lines = text.splitlines()
+    start = lines.index("| what | result | page |")
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append(line.replace("](docs/", "]("))
+    return rows
+
+
+def test_the_site_home_page_shows_the_readme_headline_table():
+    """The site's home page repeats the README's headline results: the two must not drift apart."""
+    readme = headline_rows((ROOT / "README.md").read_text())
+    home = headline_rows((ROOT / "docs" / "index.md").read_text())
+    assert len(readme) > 10
+    missing = [row for row in readme if row not in home]
+    extra = [row for row in home if row not in readme]
+    assert not missing and not extra, f"README rows not on docs/index.md: {missing}\ndocs/index.md rows not in the README: {extra}"
