@@ -138,10 +138,11 @@ def test_benchmark_result_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     assert json.loads(path.read_text()) == {"score": 2.0, "machine": machine()}   # the machine it ran on added
 
 
-def test_bench_learn_puts_one_throughput_sittings_cost_beside_each_configurations_return(tmp_path, monkeypatch):
-    """Each learning configuration (CrossQ by its critic width) is matched to its own row of the throughput
-    sitting; the wall-clock ratio is sac's env steps/s over the row's; configurations not timed, or timed in
-    another sitting (days before sac's row), are left out."""
+def test_bench_learn_puts_each_throughput_sittings_cost_beside_each_configurations_return(tmp_path, monkeypatch):
+    """Each learning configuration (CrossQ by its critic width; SB3 SAC by its own `learn` row) is matched to its
+    row of each kept sitting, one table per sitting file naming its machine; the wall-clock ratio is sac's env
+    steps/s over the row's; configurations not timed, or timed in another sitting (days before sac's row), are
+    left out."""
     import json
 
     from robo_rl.bench.learn import sitting_lines
@@ -153,8 +154,14 @@ def test_bench_learn_puts_one_throughput_sittings_cost_beside_each_configuration
     entries = {"train/sac/HalfCheetah-v5/robo_rl_loop": row(150.0, 0.58e9, "2026-12-05 15:00:00"),
                "train/crossq_w256/HalfCheetah-v5/robo_rl_loop": row(100.0, 0.48e9, "2026-12-05 15:01:00"),
                "train/crossq_w512/HalfCheetah-v5/robo_rl_loop": row(50.0, 1.72e9, "2026-12-05 15:03:00"),
-               "train/sb3_sac/HalfCheetah-v5/robo_rl_loop": row(56.0, 0.65e9, "2026-12-01 10:00:00")}
-    (folder / "throughput_learn.json").write_text(json.dumps({"entries": entries}))
+               "train/sb3_sac/HalfCheetah-v5/sb3_learn": {"steps_per_second": 120.0, "measured": "2026-12-05 14:59:00"}}
+    xeon = {"cpu": "Intel Xeon", "cores": 2, "torch_threads": 2}
+    (folder / "throughput_learn.json").write_text(json.dumps({"machine": xeon, "entries": entries}))
+    other = {"train/sac/HalfCheetah-v5/robo_rl_loop": row(70.0, 0.58e9, "2026-12-06 19:48:00"),
+             "train/crossq_w256/HalfCheetah-v5/robo_rl_loop": row(35.0, 0.48e9, "2026-12-06 19:49:00"),
+             "train/sb3_sac/HalfCheetah-v5/sb3_learn": {"steps_per_second": 56.0, "measured": "2026-12-01 10:00:00"}}
+    epyc = {"cpu": "AMD EPYC", "cores": 2, "torch_threads": 2}
+    (folder / "throughput_learn_epyc.json").write_text(json.dumps({"machine": epyc, "entries": other}))
     run = lambda agent, width, final, seed: {"agent": agent, "tag": "", "seed": seed, "steps": 100_000,
                                              "config": {"critic_width": width}, "curve": [{"step": 100_000, "mean_return": final}]}
     groups = {"sac@100k": [run("sac", None, 5000, s) for s in range(3)],
@@ -162,8 +169,15 @@ def test_bench_learn_puts_one_throughput_sittings_cost_beside_each_configuration
               "crossq@100k": [run("crossq", 512, 7000, 0)],
               "sb3_sac@100k": [run("sb3_sac", None, 4900, 0)]}
     lines = sitting_lines({"HalfCheetah-v5": groups})
-    rows = {line.split(" | ")[0].strip("| "): line for line in lines if line.startswith("| ") and "GFLOP" not in line}
-    assert set(rows) == {"sac", "crossq (w256)", "crossq"}   # sb3_sac's row is from another sitting
-    assert rows["crossq (w256)"] == "| crossq (w256) | 0.48 | 100 | 1.50x | 8001 | 3 | 2026-12-05 15:01:00 |"
-    assert rows["crossq"] == "| crossq | 1.72 | 50 | 3.00x | 7000 | 1 | 2026-12-05 15:03:00 |"
-    assert rows["sac"].startswith("| sac | 0.58 | 150 | 1.00x | 5000 | 3 |")
+    tables = "\n".join(lines).split("\nCost per env step on HalfCheetah-v5, ")[1:]
+    assert [t.split(" (")[0] for t in tables] == ["2 vCPUs Intel Xeon, 2 torch threads", "2 vCPUs AMD EPYC, 2 torch threads"]
+    assert "--out benchmarks/results/throughput_learn_epyc.json" in tables[1]
+    rows = [{line.split(" | ")[0].strip("| "): line for line in t.splitlines() if line.startswith("| ") and "GFLOP" not in line}
+            for t in tables]
+    assert set(rows[0]) == {"sac", "crossq (w256)", "crossq", "sb3_sac"}
+    assert rows[0]["crossq (w256)"] == "| crossq (w256) | 0.48 | 100 | 1.50x | 8001 | 3 | 2026-12-05 15:01:00 |"
+    assert rows[0]["crossq"] == "| crossq | 1.72 | 50 | 3.00x | 7000 | 1 | 2026-12-05 15:03:00 |"
+    assert rows[0]["sac"].startswith("| sac | 0.58 | 150 | 1.00x | 5000 | 3 |")
+    assert rows[0]["sb3_sac"].startswith("| sb3_sac | - | 120 | 1.25x | 4900 | 1 |")   # SB3's learn: no FLOP count
+    assert set(rows[1]) == {"sac", "crossq (w256)"}   # sb3_sac's row is from another sitting; w512 not timed there
+    assert rows[1]["crossq (w256)"].startswith("| crossq (w256) | 0.48 | 35 | 2.00x |")

@@ -154,22 +154,34 @@ def same_sitting(entry: dict[str, Any], base: dict[str, Any] | None, within_s: f
 
 
 def sitting_lines(by_task: dict[str, dict[str, list]], task: str = "HalfCheetah-v5", baseline: str = "sac") -> list[str]:
-    """Cost per env step beside the return, from one `bench throughput` sitting kept for this table
-    (benchmarks/results/throughput_learn.json, see SITTING): GFLOP per env step and training env steps/s of every
-    configuration in the table, timed side by side."""
-    path = results_dir() / "throughput_learn.json"
+    """Cost per env step beside the return, one table per kept `bench throughput` sitting
+    (benchmarks/results/throughput_learn*.json, see SITTING; one file per machine it was timed on): GFLOP per env
+    step and training env steps/s of every configuration in the table, timed side by side."""
     groups = by_task.get(task)
-    if not path.is_file() or not groups:
+    if not groups:
         return []
+    lines: list[str] = []
+    for path in sorted(results_dir().glob("throughput_learn*.json")):
+        lines += _one_sitting(json.loads(path.read_text()), path.name, groups, task, baseline)
+    return lines
+
+
+def _one_sitting(sitting: dict[str, Any], name: str, groups: dict[str, list], task: str, baseline: str) -> list[str]:
+    """The cost table of one sitting's file (see sitting_lines)."""
     from scipy import stats
 
-    entries = json.loads(path.read_text())["entries"]
+    entries = sitting["entries"]
 
     def entry(row: str) -> dict[str, Any] | None:
-        return entries.get(f"train/{row}/{task}/robo_rl_loop")
+        # SB3's agents are timed in their own `learn` (the suite's loop would not be the baseline users run)
+        return entries.get(f"train/{row}/{task}/robo_rl_loop") or entries.get(f"train/{row}/{task}/sb3_learn")
 
     base = entry(baseline)
-    lines = ["", f"Cost per env step on {task} (`{SITTING}`: every row timed in one sitting, one after "
+    machine = sitting.get("machine", {})
+    where = (f"{machine.get('cores', '?')} vCPUs {machine.get('cpu', '?')}, {machine.get('torch_threads', '?')} torch threads"
+             if machine else "machine not recorded")
+    command = SITTING.replace("throughput_learn.json", name)
+    lines = ["", f"Cost per env step on {task}, {where} (`{command}`: every row timed in one sitting, one after "
              f"another, fastest of its rounds; the learning runs' own configurations; rows timed more than an hour "
              f"from {baseline}'s are left out) beside the final return:", "",
              "| agent | GFLOP per env step | env steps/s | wall-clock per env step vs sac | final return (IQM) | seeds | measured |",
@@ -178,10 +190,11 @@ def sitting_lines(by_task: dict[str, dict[str, list]], task: str = "HalfCheetah-
         timed = entry(throughput_row(runs[0]))
         if timed is None or runs[0]["steps"] != 100_000 or not same_sitting(timed, base):
             continue
-        gflop = timed["flops_per_update"] * timed.get("updates_per_step", 1) / 1e9
+        gflop = (f"{timed['flops_per_update'] * timed.get('updates_per_step', 1) / 1e9:.2f}"
+                 if "flops_per_update" in timed else "-")
         ratio = f"{base['steps_per_second'] / timed['steps_per_second']:.2f}x" if base else "-"
         scores = [final_return(r) for r in runs]
-        lines.append(f"| {label.split('@')[0]} | {gflop:.2f} | {timed['steps_per_second']:.0f} | {ratio} | "
+        lines.append(f"| {label.split('@')[0]} | {gflop} | {timed['steps_per_second']:.0f} | {ratio} | "
                      f"{stats.trim_mean(scores, 0.25):.0f} | {len(scores)} | {timed.get('measured', '-')} |")
     return lines if len(lines) > 5 else []
 
