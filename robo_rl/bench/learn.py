@@ -173,7 +173,7 @@ def _one_sitting(sitting: dict[str, Any], name: str, groups: dict[str, list], ta
     entries = sitting["entries"]
 
     def entry(row: str) -> dict[str, Any] | None:
-        # SB3's agents are timed in their own `learn` (the suite's loop would not be the baseline users run)
+        # the learning runs' own loop when the sitting timed it; SB3 SAC's sitting row times SB3's own `learn`
         return entries.get(f"train/{row}/{task}/robo_rl_loop") or entries.get(f"train/{row}/{task}/sb3_learn")
 
     base = entry(baseline)
