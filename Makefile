@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock scripts/setup.sh
 # Train the suite's best learner within the demo's budget (CrossQ, critic width 256; see docs/benchmarks/learn.md)
 # on HalfCheetah-v5 for 40k env steps, evaluate it, and write a run folder (config, checkpoint, TensorBoard events, eval.json, learning curve, policy video).
 demo: setup
-	$(BIN)/robo-rl train agent=crossq agent.critic_width=256 train=demo
+	$(BIN)/robo-rl train agent=crossq train=demo
 
 # Train a policy on the 7-DoF arm task, then deploy it over ROS to the MuJoCo sim arm node (a real
 # roscore on loopback): a dry run, then for real, behind the safety layer.

@@ -131,7 +131,7 @@ def throughput_row(result: dict[str, Any]) -> str:
     """The `bench throughput` row that times a learning run's configuration (CrossQ by its critic width)."""
     agent = result["agent"]
     if agent == "crossq":
-        return f"crossq_w{result.get('config', {}).get('critic_width', 512)}"
+        return f"crossq_w{result.get('config', {}).get('critic_width', '?')}"
     return agent
 
 
