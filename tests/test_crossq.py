@@ -173,3 +173,69 @@ def test_sb3_contrib_crossq_runs_in_the_suites_loop_and_learns_inverted_pendulum
 def test_bad_crossq_settings_name_the_key(bad):
     with pytest.raises(ValueError, match="critic_width|policy_delay|adam_beta1"):
         CrossQ(OBS, ACT, {**SMALL, **bad})
+
+
+def _copy_sb3_mlp(layers, ours, head):
+    """sb3-contrib's [BatchRenorm1d, Linear, ReLU, ...] into head `head` of a BRNMLP (weights stored (in, out))."""
+    norms = [m for m in layers if type(m).__name__ == "BatchRenorm1d"]
+    linears = [m for m in layers if isinstance(m, torch.nn.Linear)]
+    for i, norm in enumerate(norms):
+        ours.norms[i].weight.data[head, 0] = norm.scale.data
+        ours.norms[i].bias.data[head, 0] = norm.bias.data
+    for i, linear in enumerate(linears):
+        ours.weights[i].data[head] = linear.weight.data.T
+        ours.biases[i].data[head, 0] = linear.bias.data
+
+
+def test_one_critic_update_matches_sb3_contrib_crossq_from_the_same_weights():
+    """sb3-contrib's CrossQ and ours, given the same weights and batch (near-deterministic next actions, alpha
+    ~ 0): equal critics in eval mode before (layer order, BatchRenorm in eval mode), and after one critic update
+    within 5% of how far it moved them (measured: 1%, from sb3-contrib's unbiased batch variance; ours is biased,
+    as the official code). Adam's first step moves each weight by about lr along its gradient's sign, so this
+    checks the update's direction weight by weight (a target without terminal masking is off by 10%)."""
+    from types import SimpleNamespace
+
+    from sb3_contrib import CrossQ as SB3CrossQ
+    from stable_baselines3.common.logger import configure
+
+    torch.manual_seed(0)
+    env = gym.make("InvertedPendulum-v5")
+    width, batch_size = 32, 64
+    theirs = SB3CrossQ("MlpPolicy", env, learning_rate=1e-3, batch_size=batch_size, learning_starts=0, seed=0,
+                       policy_kwargs={"net_arch": {"pi": [width, width], "qf": [width, width]}}, device="cpu")
+    theirs.set_logger(configure(None, []))
+    ours = CrossQ(env.observation_space, env.action_space,
+                  {"net_arch": [width, width], "critic_width": width, "batch_size": batch_size, "learning_rate": 1e-3}, seed=0)
+    for head, layers in enumerate([theirs.critic.qf0, theirs.critic.qf1]):
+        _copy_sb3_mlp(layers, ours.critic, head)
+    actor = theirs.actor
+    _copy_sb3_mlp(actor.latent_pi, ours.actor.net, 0)
+    ours.actor.net.weights[2].data[0] = torch.cat([actor.mu.weight.data, actor.log_std.weight.data]).T
+    ours.actor.net.biases[2].data[0, 0] = torch.cat([actor.mu.bias.data, actor.log_std.bias.data])
+    with torch.no_grad():   # next actions ~ tanh(mean) and no entropy term: both targets are deterministic
+        actor.log_std.bias.fill_(-20.0)
+        ours.actor.net.biases[2][0, 0, env.action_space.shape[0]:] = -20.0
+        theirs.log_ent_coef.fill_(-30.0)
+        ours.log_alpha.fill_(-30.0)
+
+    generator = torch.Generator().manual_seed(1)
+    obs, next_obs = torch.randn(batch_size, 4, generator=generator), torch.randn(batch_size, 4, generator=generator)
+    action = torch.rand(batch_size, 1, generator=generator) * 2 - 1
+    reward, terminated = torch.randn(batch_size, generator=generator), (torch.arange(batch_size) % 10 == 0).float()
+
+    def critics():
+        theirs.critic.set_bn_training_mode(False)
+        return torch.cat(theirs.critic(obs, action), 1), ours.critic(torch.cat([obs, action], -1)).squeeze(-1).T
+
+    before_theirs, before_ours = critics()
+    assert torch.allclose(before_theirs, before_ours, atol=1e-6)
+    theirs.replay_buffer.sample = lambda *args, **kwargs: SimpleNamespace(
+        observations=obs, actions=action, next_observations=next_obs, rewards=reward.view(-1, 1),
+        dones=terminated.view(-1, 1), discounts=None)
+    theirs._n_updates = 1   # its actor waits for update 3: one critic update only, as ours below
+    theirs.train(gradient_steps=1, batch_size=batch_size)
+    ours.update(obs, action, reward, next_obs, terminated, update_actor=False)
+    after_theirs, after_ours = critics()
+    moved = (after_theirs - before_theirs).abs().mean()
+    assert moved > 1e-3
+    assert (after_theirs - after_ours).abs().mean() < 0.05 * moved, ((after_theirs - after_ours).abs().mean(), moved)
