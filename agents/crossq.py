@@ -2,8 +2,8 @@
 on the suite's SAC core: SAC without target networks, made stable by batch normalisation.
 
 What differs from SAC (agents/sac.py), following the paper and its official code (adityab/CrossQ):
-  * BatchRenorm (Ioffe 2017) in the critic and in the actor: on the input and after every hidden layer,
-    before the ReLU;
+  * BatchRenorm (Ioffe 2017) in the critic and in the actor, before every linear layer: on the input and
+    on every hidden layer's output after its ReLU (BRN -> Linear -> ReLU -> BRN -> Linear -> ...);
   * no target network: the bootstrap value comes from the critic itself, in ONE joint forward pass of
     [(s, a); (s', a')] in training mode, so the normalisation statistics see both distributions (the
     method does not work with separate passes), the next-state half under a stop-gradient:
@@ -100,8 +100,8 @@ class BatchRenorm(nn.Module):
 
 
 class BRNMLP(nn.Module):
-    """`heads` MLPs with stacked weights (as nets.BatchedMLP): BatchRenorm on the input and after every hidden
-    matmul, then ReLU."""
+    """`heads` MLPs with stacked weights (as nets.BatchedMLP): BatchRenorm before every matmul (on the input
+    and on every hidden ReLU's output), no normalisation after the last."""
 
     def __init__(self, heads: int, inputs: int, hidden: list[int], outputs: int, **renorm: Any) -> None:
         super().__init__()
