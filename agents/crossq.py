@@ -140,10 +140,12 @@ class CrossQ(SAC):
         self.critic_width = option(c, "critic_width", int, 2048)
         self.policy_delay = option(c, "policy_delay", int, 3)
         self.beta1 = option(c, "adam_beta1", float, 0.5)
+        self.temperature_beta1 = option(c, "temperature_beta1", float, 0.5)
         self.renorm = {"momentum": option(c, "renorm_momentum", float, 0.99), "warmup": option(c, "renorm_warmup", int, 100_000)}
-        if self.critic_width < 1 or self.policy_delay < 1 or not 0 <= self.beta1 < 1:
-            raise ValueError(f"agent.critic_width and agent.policy_delay must be >= 1 and agent.adam_beta1 in [0, 1), "
-                             f"got {self.critic_width}, {self.policy_delay}, {self.beta1}")
+        if self.critic_width < 1 or self.policy_delay < 1 or not 0 <= self.beta1 < 1 or not 0 <= self.temperature_beta1 < 1:
+            raise ValueError(f"agent.critic_width and agent.policy_delay must be >= 1 and agent.adam_beta1 and "
+                             f"agent.temperature_beta1 in [0, 1), got {self.critic_width}, {self.policy_delay}, "
+                             f"{self.beta1}, {self.temperature_beta1}")
         super().__init__(observation_space, action_space, c, seed)
         self.actor.eval()
         self.critic.eval()
@@ -170,7 +172,8 @@ class CrossQ(SAC):
         self.critic_params, self.critic_opt = self.flat_adam(self.critic, self.learning_rate, self.beta1)
         self.target_params = None
         self.log_alpha.grad = torch.zeros_like(self.log_alpha)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=self.learning_rate, betas=(self.beta1, 0.999), fused=True)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=self.learning_rate, betas=(self.temperature_beta1, 0.999),
+                                          fused=True)
 
     # --- learning -------------------------------------------------------------------------------
     def joint_q(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor,
