@@ -169,9 +169,9 @@ def test_sb3_contrib_crossq_runs_in_the_suites_loop_and_learns_inverted_pendulum
     assert trained >= 500, trained
 
 
-@pytest.mark.parametrize("bad", [{"critic_width": 0}, {"policy_delay": 0}, {"adam_beta1": 1.0}])
+@pytest.mark.parametrize("bad", [{"critic_width": 0}, {"policy_delay": 0}, {"adam_beta1": 1.0}, {"temperature_beta1": -0.1}])
 def test_bad_crossq_settings_name_the_key(bad):
-    with pytest.raises(ValueError, match="critic_width|policy_delay|adam_beta1"):
+    with pytest.raises(ValueError, match="critic_width|policy_delay|adam_beta1|temperature_beta1"):
         CrossQ(OBS, ACT, {**SMALL, **bad})
 
 
