@@ -11,6 +11,8 @@ What differs from SAC (agents/sac.py), following the paper and its official code
   * the actor's loss sees the critic in eval mode (running statistics), as the official code does;
   * Adam with beta1 = 0.5, learning rate 1e-3, the actor and temperature updated every `policy_delay` = 3
     critic updates, 5000 random steps; critic 2 x [width, width] with `critic_width` (the paper's 2048).
+Departures, each measured (configs/agent/crossq.yaml): critic width 256 by default, and the temperature's Adam
+at beta1 = 0.5 as well (`temperature_beta1`; the official code and sb3-contrib keep Adam's default 0.9 there).
 Train/eval: every network stays in eval mode (running statistics: acting, evaluation, the next action
 of the target) except inside its own update.
 
