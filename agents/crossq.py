@@ -144,10 +144,12 @@ class CrossQ(SAC):
         self.beta1 = option(c, "adam_beta1", float, 0.5)
         self.temperature_beta1 = option(c, "temperature_beta1", float, 0.5)
         self.renorm = {"momentum": option(c, "renorm_momentum", float, 0.99), "warmup": option(c, "renorm_warmup", int, 100_000)}
-        if self.critic_width < 1 or self.policy_delay < 1 or not 0 <= self.beta1 < 1 or not 0 <= self.temperature_beta1 < 1:
-            raise ValueError(f"agent.critic_width and agent.policy_delay must be >= 1 and agent.adam_beta1 and "
-                             f"agent.temperature_beta1 in [0, 1), got {self.critic_width}, {self.policy_delay}, "
-                             f"{self.beta1}, {self.temperature_beta1}")
+        for key, value, valid, rule in (("critic_width", self.critic_width, self.critic_width >= 1, ">= 1"),
+                                        ("policy_delay", self.policy_delay, self.policy_delay >= 1, ">= 1"),
+                                        ("adam_beta1", self.beta1, 0 <= self.beta1 < 1, "in [0, 1)"),
+                                        ("temperature_beta1", self.temperature_beta1, 0 <= self.temperature_beta1 < 1, "in [0, 1)")):
+            if not valid:   # one line naming the bad key and its value
+                raise ValueError(f"agent.{key} must be {rule}, got {value}")
         super().__init__(observation_space, action_space, c, seed)
         self.actor.eval()
         self.critic.eval()
