@@ -140,7 +140,7 @@ def test_benchmark_result_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
 
 def test_bench_learn_puts_each_throughput_sittings_cost_beside_each_configurations_return(tmp_path, monkeypatch):
     """Each learning configuration (CrossQ by its critic width; SB3 SAC by its own `learn` row) is matched to its
-    row of each kept sitting, one table per sitting file naming its machine; the wall-clock ratio is sac's env
+    row of each kept sitting, one table per sitting file naming its machine and the command that timed it; the wall-clock ratio is sac's env
     steps/s over the row's; configurations not timed, or timed in another sitting (days before sac's row), are
     left out."""
     import json
@@ -172,6 +172,9 @@ def test_bench_learn_puts_each_throughput_sittings_cost_beside_each_configuratio
     tables = "\n".join(lines).split("\nCost per env step on HalfCheetah-v5, ")[1:]
     assert [t.split(" (")[0] for t in tables] == ["2 vCPUs Intel Xeon, 2 torch threads", "2 vCPUs AMD EPYC, 2 torch threads"]
     assert "--out benchmarks/results/throughput_learn_epyc.json" in tables[1]
+    # each table's command names the rows its own file holds: the EPYC sitting timed no width 512, no sb3_crossq
+    assert "--only sb3_sac/HalfCheetah-v5/sb3_learn,train/sac/,crossq_w256,crossq_w512 --force" in tables[0]
+    assert "--only sb3_sac/HalfCheetah-v5/sb3_learn,train/sac/,crossq_w256 --force" in tables[1]
     rows = [{line.split(" | ")[0].strip("| "): line for line in t.splitlines() if line.startswith("| ") and "GFLOP" not in line}
             for t in tables]
     assert set(rows[0]) == {"sac", "crossq (w256)", "crossq", "sb3_sac"}
