@@ -115,7 +115,7 @@ def train_arm_policy(run: Path) -> None:
 
 # Deploys whose subject is not the watchdog run with a 5 s state timeout: on a busy machine a sim arm starved
 # of CPU can miss the default 0.5 s of states and trip the watchdog (a correct stop, exit 3, but not what
-# those tests check). The watchdog tests keep the robot's own 0.5 s.
+# those tests check). The watchdog tests keep the robot's own 0.5 s, but for the frozen driver's (see there).
 PATIENT = "robot.watchdog.state_timeout=5"
 # Deploys that check where the arm ends run long enough for it to settle where the policy holds it: in
 # simulation it settles within 60 decisions (distance 0.25 of 1.55 from 40 on); 200 (10 s) leave room for a
@@ -330,10 +330,10 @@ def test_roscore_killed_mid_run_keeps_control(arm, policy, tmp_path):
     assert_commands_within_limits(rows)
 
 
-def deploy_through_a_fault(env: dict, arm, policy: Path, out: Path, fault: str) -> tuple[dict, list[dict]]:
+def deploy_through_a_fault(env: dict, arm, policy: Path, out: Path, fault: str, *extra: str) -> tuple[dict, list[dict]]:
     """Deploy against a sim arm that turns faulty (`fault`) once commands flow; the watchdog must stop it."""
     node = arm("--fault", fault)
-    proc = start_deploy(env, policy, out, "steps=1000")
+    proc = start_deploy(env, policy, out, "steps=1000", *extra)
     wait_for_commands(out, 5, proc)
     node.send_signal(signal.SIGUSR1)
     rc = proc.wait(timeout=60)
@@ -451,7 +451,9 @@ def test_bench_ros_quick(tmp_path):
     assert data["overrides"] == [PATIENT]
     assert data["machine"].startswith(f"{os.cpu_count()} vCPUs")   # the page's hardware line comes from here
     assert 0.8 * ROBOT.control_rate <= data["command_rate_hz"] <= 1.1 * ROBOT.control_rate
-    assert data["dropped_states"] >= 2 * data["steps"] and 0.2 < data["window_speed_ratio"] <= 1.0
+    # The driver outran the loop (states were folded; 4 in 5 on an idle machine, where the driver keeps its
+    # 100 Hz; a driver starved of CPU publishes less, so the bound asks for one folded state per two ticks)
+    assert data["dropped_states"] >= data["steps"] // 2 and 0.2 < data["window_speed_ratio"] <= 1.0
     assert_png_shows(folder / "latency.png", "C0", "C1")  # p50 and p99 bars
     summary = (folder / "summary.md").read_text()
     assert f"| rospy | 20 Hz | 100 Hz | - | 200 | {data['command_rate_hz']:.1f} | {data['latency_ms']['p50']:.2f} |" in summary
@@ -488,7 +490,8 @@ def test_commands_go_out_at_the_control_rate_whatever_the_driver_publishes(state
     rate = (len(times) - 1) / (times[-1] - times[0])
     assert 0.8 * ROBOT.control_rate <= rate <= 1.1 * ROBOT.control_rate, rate
     if state_rate > ROBOT.control_rate:
-        assert summary["dropped_states"] >= 2 * len(sent)   # about 4 of every 5 states folded
+        # about 4 of every 5 states folded on an idle machine; a driver starved of CPU publishes less
+        assert summary["dropped_states"] >= len(sent) // 2
     q = np.array([joint_values(r) for r in sent])
     for i in range(len(q)):
         for j in range(i + 1, len(q)):
@@ -509,14 +512,16 @@ def test_a_press_shorter_than_a_period_is_held_at_once(roscore, arm, policy, tmp
 
 def test_a_frozen_driver_is_caught_by_its_header_stamp(roscore, arm, policy, tmp_path):
     """A hung driver that keeps republishing its last message (same stamp) is no fresh state: hold, exit 3."""
-    summary, rows = deploy_through_a_fault(roscore, arm, policy, tmp_path / "out", "freeze")
-    # Judged stale by its stamp (not silence); how many frozen messages a tick saw depends on the machine's load:
-    # a deploy process starved of CPU may tick only once or twice within the timeout.
+    # The 5 s timeout (PATIENT): a frozen node starved of CPU may republish nothing within the robot's 0.5 s,
+    # and the deploy would stop for silence (tested above), not for the stamp this test is about.
+    summary, rows = deploy_through_a_fault(roscore, arm, policy, tmp_path / "out", "freeze", PATIENT)
+    timeout = float(PATIENT.split("=")[1])
+    # Judged stale by its stamp (not silence); how many frozen messages a tick saw depends on the machine's load.
     assert "header stamp stopped advancing" in summary["message"] and summary["stale_states"] >= 1
     assert rows[-1]["status"] == "hold" and rows[-1]["reasons"].startswith("watchdog")
     # No more than the timeout's worth of commands went out on the frozen state.
-    frozen_at = float(rows[-1]["time"]) - ROBOT.state_timeout
-    assert sum(r["status"] == "sent" and float(r["time"]) > frozen_at + 0.1 for r in rows) <= ROBOT.state_timeout * ROBOT.control_rate
+    frozen_at = float(rows[-1]["time"]) - timeout
+    assert sum(r["status"] == "sent" and float(r["time"]) > frozen_at + 0.1 for r in rows) <= timeout * ROBOT.control_rate
 
 
 def deploy_refused(env: dict, checkpoint: Path, out: Path, *extra: str) -> tuple[int, str]:
