@@ -140,9 +140,9 @@ def test_benchmark_result_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
 
 def test_bench_learn_puts_each_throughput_sittings_cost_beside_each_configurations_return(tmp_path, monkeypatch):
     """Each learning configuration (CrossQ by its critic width; SB3 SAC by its own `learn` row) is matched to its
-    row of each kept sitting, one table per sitting file naming its machine and the command that timed it; the wall-clock ratio is sac's env
-    steps/s over the row's; configurations not timed, or timed in another sitting (days before sac's row), are
-    left out."""
+    row of each kept sitting, one table per sitting file naming its machine and the command that timed it; the
+    wall-clock ratio is sac's env steps/s over the row's; configurations not timed, or timed in another sitting
+    (days before sac's row), are left out."""
     import json
 
     from robo_rl.bench.learn import sitting_lines

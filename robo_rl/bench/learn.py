@@ -136,7 +136,6 @@ def throughput_row(result: dict[str, Any]) -> str:
 
 
 # the sitting sitting_lines reads: the learning table's configurations and the baselines, timed one after another
-# The rows of a `bench throughput` sitting beside the learning table (its --only patterns), and its command
 SITTING_ROWS = ("sb3_sac/HalfCheetah-v5/sb3_learn", "train/sac/", "crossq_w256", "crossq_w512", "crossq_w1024", "sb3_crossq")
 SITTING = (f"robo-rl bench throughput --only {','.join(SITTING_ROWS)} "
            "--force --rounds 1 --out benchmarks/results/throughput_learn.json")
