@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -137,14 +137,14 @@ def throughput_row(result: dict[str, Any]) -> str:
 
 # the sitting sitting_lines reads: the learning table's configurations and the baselines, timed one after another
 SITTING_ROWS = ("sb3_sac/HalfCheetah-v5/sb3_learn", "train/sac/", "crossq_w256", "crossq_w512", "crossq_w1024", "sb3_crossq")
-SITTING = (f"robo-rl bench throughput --only {','.join(SITTING_ROWS)} "
-           "--force --rounds 1 --out benchmarks/results/throughput_learn.json")
 
 
-def sitting_command(entries: dict[str, Any], name: str) -> str:
-    """The command that timed a kept sitting: SITTING with the rows that file holds (older sittings timed fewer)."""
-    rows = [row for row in SITTING_ROWS if any(row in key for key in entries)]
-    return SITTING.replace(",".join(SITTING_ROWS), ",".join(rows)).replace("throughput_learn.json", name)
+def sitting_command(rows: Sequence[str], name: str = "throughput_learn.json") -> str:
+    """The `bench throughput` command that times `rows` into benchmarks/results/`name`."""
+    return f"robo-rl bench throughput --only {','.join(rows)} --force --rounds 1 --out benchmarks/results/{name}"
+
+
+SITTING = sitting_command(SITTING_ROWS)
 
 
 def same_sitting(entry: dict[str, Any], base: dict[str, Any] | None, within_s: float = 3600.0) -> bool:
@@ -187,7 +187,7 @@ def _one_sitting(sitting: dict[str, Any], name: str, groups: dict[str, list], ta
     machine = sitting.get("machine", {})
     where = (f"{machine.get('cores', '?')} vCPUs {machine.get('cpu', '?')}, {machine.get('torch_threads', '?')} torch threads"
              if machine else "machine not recorded")
-    command = sitting_command(entries, name)
+    command = sitting_command([row for row in SITTING_ROWS if any(row in key for key in entries)], name)   # older sittings timed fewer
     lines = ["", f"Cost per env step on {task}, {where} (`{command}`: every row timed in one sitting, one after "
              f"another, fastest of its rounds; the learning runs' own configurations; rows timed more than an hour "
              f"from {baseline}'s are left out) beside the final return:", "",
